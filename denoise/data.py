@@ -1,0 +1,209 @@
+"""Datasets and the LightningDataModule: clean images in memory, noise added on the fly.
+
+Images stay uint8 in memory and whole batches are gathered with one indexing op.
+Training noise is drawn fresh for every batch on the batch's device; validation and
+test noise is drawn once from ``noise.seed``, so every epoch and every run scores the
+same noisy images whatever the batch size or worker count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from denoise.embedded import embedded_csv_path
+from denoise.fer_csv import load_fer_csv
+from denoise.noise import Amount, apply_salt_and_pepper, check_amount, sample_salt_and_pepper
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPLITS = {"train": ["Training"], "val": ["PrivateTest"], "test": ["PublicTest"]}
+NOISE_CHUNK = 1024
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    """Salt-and-pepper settings: ``amount`` is a fraction or a ``[low, high]`` range per image."""
+
+    amount: Amount = 0.02
+    salt_vs_pepper: float = 0.5
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        check_amount(self.amount)
+
+
+class ImageSplit(Dataset):
+    """uint8 images ``(N, 1, H, W)``, optionally with fixed noise codes at model resolution."""
+
+    def __init__(self, images: torch.Tensor, codes: torch.Tensor | None = None) -> None:
+        self.images = images
+        self.codes = codes
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        """Gather a whole batch in one indexing op instead of collating single images."""
+        index = torch.as_tensor(indices)
+        batch = {"clean": self.images[index]}
+        if self.codes is not None:
+            batch["codes"] = self.codes[index]
+        return batch
+
+
+def keep_batch(batch: Batch) -> Batch:
+    """Collate function for datasets that already return whole batches."""
+    return batch
+
+
+def to_model_input(images: torch.Tensor, image_size: int | None, channels: int) -> torch.Tensor:
+    """uint8 ``(N, 1, H, W)`` to float in [0, 1], resized to ``image_size`` and repeated to
+    ``channels`` (the reference setup feeds 128x128 RGB copies of the 48x48 faces)."""
+    images = images.float().div_(255.0)
+    if image_size is not None and images.shape[-2:] != (image_size, image_size):
+        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear")
+        images = images.clamp_(0.0, 1.0)
+    if channels != images.shape[1]:
+        images = images.expand(-1, channels, -1, -1).contiguous()
+    return images
+
+
+class FERDataModule(L.LightningDataModule):
+    """Train/validation/test splits of a FER-style CSV (or of the embedded default data)."""
+
+    def __init__(
+        self,
+        csv_path: str | None = None,
+        cache_dir: str | None = "~/.cache/denoise",
+        height: int = 48,
+        width: int = 48,
+        image_size: int | None = None,
+        channels: int = 1,
+        splits: Mapping[str, Sequence[str]] | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        noise: Mapping[str, Any] | NoiseSettings | None = None,
+    ) -> None:
+        super().__init__()
+        self.csv_path = csv_path
+        self.cache_dir = cache_dir
+        self.height, self.width = height, width
+        self.image_size = image_size
+        self.channels = channels
+        self.splits = {name: list(values) for name, values in (splits or DEFAULT_SPLITS).items()}
+        missing = {"train", "val", "test"} - self.splits.keys()
+        if missing:
+            raise ValueError(f"data.splits needs train, val and test; missing {sorted(missing)}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        if not isinstance(noise, NoiseSettings):
+            noise = NoiseSettings(**(noise or {}))
+        self.noise = noise
+        self.datasets: dict[str, ImageSplit] = {}
+        self._train_seed: int | None = None
+        self._train_generators: dict[torch.device, torch.Generator] = {}
+
+    @property
+    def source(self) -> str:
+        """The CSV the data comes from, building the embedded default on first use."""
+        if self.csv_path:
+            return str(self.csv_path)
+        if not self.cache_dir:
+            raise ValueError("the embedded default data needs data.cache_dir")
+        return str(embedded_csv_path(self.cache_dir, self.height))
+
+    def prepare_data(self) -> None:
+        """Build the embedded CSV once (Lightning calls this on one process only)."""
+        _ = self.source
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        arrays = load_fer_csv(self.source, self.cache_dir, self.splits, self.height, self.width)
+        for offset, split in enumerate(("train", "val", "test")):
+            images = torch.from_numpy(np.ascontiguousarray(arrays.select(self.splits[split])))
+            images = images.unsqueeze(1)
+            codes = (
+                None if split == "train" else self._fixed_codes(images, self.noise.seed + offset)
+            )
+            self.datasets[split] = ImageSplit(images, codes)
+        sizes = ", ".join(f"{split} {len(data)}" for split, data in self.datasets.items())
+        log.info("Data from %s: %s images", self.source, sizes)
+        # Drawn from the global RNG, so `seed=` makes the training noise repeatable.
+        self._train_seed = int(torch.randint(2**62, (1,)).item())
+
+    def _fixed_codes(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        """Noise codes for a validation or test split, the same in every epoch and run."""
+        generator = torch.Generator().manual_seed(seed)
+        side = self.image_size
+        shape = (self.channels, side or images.shape[-2], side or images.shape[-1])
+        chunks = [
+            sample_salt_and_pepper(
+                (min(NOISE_CHUNK, len(images) - start), *shape),
+                self.noise.amount,
+                self.noise.salt_vs_pepper,
+                generator,
+            )
+            for start in range(0, len(images), NOISE_CHUNK)
+        ]
+        return torch.cat(chunks) if chunks else torch.empty((0, *shape), dtype=torch.uint8)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=keep_batch,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        """Turn a uint8 batch into ``{"clean", "noisy"}`` floats on the training device."""
+        return self.make_pair(batch)
+
+    def make_pair(self, batch: Batch) -> Batch:
+        """Clean and noisy model inputs: fixed noise where the batch carries codes, else fresh."""
+        clean = to_model_input(batch["clean"], self.image_size, self.channels)
+        codes = batch.get("codes")
+        if codes is None:
+            codes = sample_salt_and_pepper(
+                clean.shape,
+                self.noise.amount,
+                self.noise.salt_vs_pepper,
+                self._train_generator(clean.device),
+            )
+        return {"clean": clean, "noisy": apply_salt_and_pepper(clean, codes)}
+
+    def _train_generator(self, device: torch.device) -> torch.Generator:
+        if device not in self._train_generators:
+            seed = self._train_seed if self._train_seed is not None else self.noise.seed
+            self._train_generators[device] = torch.Generator(device).manual_seed(seed)
+        return self._train_generators[device]

@@ -1,0 +1,96 @@
+"""The LightningModule: a U-Net trained with MSE to map noisy images to clean ones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from denoise.metrics import image_metrics
+from denoise.unet import DenoisingUNet
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
+SCHEDULER_KEYS = ("interval", "frequency", "monitor")  # Lightning's keys, not the scheduler's
+
+
+def _plain(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A plain dict, so that checkpoints hold no OmegaConf objects."""
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    return None if config is None else dict(config)
+
+
+class DenoisingModule(L.LightningModule):
+    """Wraps :class:`DenoisingUNet`; every hyperparameter is a flat, saved argument so
+    that ``DenoisingModule.load_from_checkpoint(path)`` needs nothing else."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        base_channels: int = 32,
+        depth: int = 5,
+        dropout: float = 0.2,
+        negative_slope: float = 0.1,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        optimizer = _plain(optimizer) or dict(DEFAULT_OPTIMIZER)
+        scheduler = _plain(scheduler)
+        self.save_hyperparameters()  # reads the arguments as they are now: plain dicts
+        self.net = DenoisingUNet(
+            in_channels, out_channels, base_channels, depth, dropout, negative_slope
+        )
+        self.loss = nn.MSELoss()
+        self.metrics = nn.ModuleDict(
+            {stage: image_metrics(f"{stage}/") for stage in ("val", "test")}
+        )
+        self.noisy_metrics = nn.ModuleDict(
+            {stage: image_metrics(f"{stage}/noisy_") for stage in ("val", "test")}
+        )
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.net(noisy)
+
+    @torch.no_grad()
+    def denoise(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Restored images, clipped to the valid range [0, 1]."""
+        return self(noisy).clamp(0.0, 1.0)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self(batch["noisy"]), batch["clean"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Log loss and metrics; return the restored images (callbacks preview them)."""
+        noisy, clean = batch["noisy"], batch["clean"]
+        prediction = self(noisy)
+        self.log(f"{stage}/loss", self.loss(prediction, clean), prog_bar=True)
+        restored = prediction.clamp(0.0, 1.0)
+        self.metrics[stage].update(restored, clean)
+        self.noisy_metrics[stage].update(noisy, clean)
+        self.log_dict(self.metrics[stage], prog_bar=stage == "val")
+        self.log_dict(self.noisy_metrics[stage])
+        return restored
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        settings = dict(self.hparams.scheduler)
+        lightning_keys = {key: settings.pop(key) for key in SCHEDULER_KEYS if key in settings}
+        scheduler = instantiate(settings, optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}

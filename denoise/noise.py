@@ -1,0 +1,73 @@
+"""Salt-and-pepper noise on batched image tensors in [0, 1], driven by a torch.Generator.
+
+Noise is drawn as a code per element (0 untouched, 1 pepper, 2 salt) so that the same
+corruption can be stored compactly, re-applied to a differently prepared clean image,
+and used as the true corruption mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+UNTOUCHED, PEPPER, SALT = 0, 1, 2
+
+Amount = float | Sequence[float]
+
+
+def check_amount(amount: Amount) -> tuple[float, float]:
+    """Return ``amount`` as a ``(low, high)`` range, rejecting values outside [0, 1]."""
+    if isinstance(amount, int | float):
+        low = high = float(amount)
+    else:
+        values = [float(value) for value in amount]
+        if len(values) != 2:
+            raise ValueError(f"noise amount must be a number or a [low, high] pair, got {amount!r}")
+        low, high = values
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"noise amount must lie in [0, 1] with low <= high, got {amount!r}")
+    return low, high
+
+
+def sample_salt_and_pepper(
+    shape: Sequence[int],
+    amount: Amount,
+    salt_vs_pepper: float = 0.5,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Draw uint8 noise codes for a batch of shape ``(N, C, H, W)``.
+
+    Each element is corrupted with probability ``amount``; a ``[low, high]`` amount is
+    drawn uniformly once per image, so one batch mixes noise levels. A corrupted
+    element becomes salt with probability ``salt_vs_pepper``.
+    """
+    if not 0.0 <= salt_vs_pepper <= 1.0:
+        raise ValueError(f"salt_vs_pepper must lie in [0, 1], got {salt_vs_pepper}")
+    low, high = check_amount(amount)
+    if generator is not None:
+        device = generator.device
+    per_image = [shape[0]] + [1] * (len(shape) - 1)
+    density = torch.rand(per_image, generator=generator, device=device) * (high - low) + low
+    corrupted = torch.rand(shape, generator=generator, device=device) < density
+    salt = torch.rand(shape, generator=generator, device=device) < salt_vs_pepper
+    codes = corrupted.to(torch.uint8) * torch.where(salt, SALT, PEPPER).to(torch.uint8)
+    return codes
+
+
+def apply_salt_and_pepper(clean: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Set pepper elements of ``clean`` to 0 and salt elements to 1."""
+    noisy = torch.where(codes == PEPPER, 0.0, clean)
+    return torch.where(codes == SALT, 1.0, noisy).to(clean.dtype)
+
+
+def add_salt_and_pepper(
+    clean: torch.Tensor,
+    amount: Amount,
+    salt_vs_pepper: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Return a noisy copy of ``clean`` (float, values in [0, 1])."""
+    codes = sample_salt_and_pepper(clean.shape, amount, salt_vs_pepper, generator, clean.device)
+    return apply_salt_and_pepper(clean, codes)

@@ -1,0 +1,114 @@
+"""Train, validate and test a denoiser: ``python -m denoise.train [hydra overrides]``.
+
+Every run writes its config (``.hydra/``), checkpoints, TensorBoard logs and
+``summary.json`` into its own folder under ``outputs/``; ``-m`` sweeps one folder per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from denoise.callbacks import MetricHistory
+from denoise.summary import RunSummary, format_test_table
+
+log = logging.getLogger(__name__)
+
+HPARAM_SECTIONS = ("seed", "data", "model", "trainer")
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit, test the best checkpoint, and return ``cfg.optimized_metric`` for sweepers."""
+    output_dir = Path(cfg.paths.output_dir)
+    summary = RunSummary(output_dir)
+    started = time.perf_counter()
+    summary.update(status="running", overrides=_task_overrides(), output_dir=str(output_dir))
+    try:
+        result = _fit_and_test(cfg, summary)
+    except BaseException as error:
+        summary.update(
+            status="failed",
+            error=f"{type(error).__name__}: {error}",
+            wall_time_s=round(time.perf_counter() - started, 1),
+        )
+        raise
+    summary.update(status="completed", wall_time_s=round(time.perf_counter() - started, 1))
+    return result
+
+
+def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    model: L.LightningModule = instantiate(cfg.model)
+    history = MetricHistory()
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=[*callbacks, history], logger=loggers or False
+    )
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    checkpoint = trainer.checkpoint_callback
+    best_path = checkpoint.best_model_path if checkpoint is not None else ""
+    best_epoch = history.best(checkpoint.monitor, checkpoint.mode) if checkpoint else None
+    best_epoch = best_epoch or (history.epochs[-1] if history.epochs else None)
+    summary.update(
+        best_checkpoint=best_path or None,
+        best_epoch=best_epoch,
+        val_history=history.epochs,
+        epochs_completed=trainer.current_epoch,
+    )
+
+    test_metrics: dict[str, float] = {}
+    if cfg.get("test", True):
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        test_metrics = {name: float(value) for name, value in results[0].items()}
+        print(f"\nTest metrics of {'the best checkpoint' if best_path else 'the final model'}:")
+        print(format_test_table(test_metrics) + "\n")
+        summary.update(test=test_metrics)
+
+    final = {**(best_epoch or {}), **test_metrics}
+    _log_hparams(cfg, loggers, final)
+    value = final.get(cfg.get("optimized_metric") or "")
+    return None if value is None else float(value)
+
+
+def _log_hparams(cfg: DictConfig, loggers: list[Any], final: dict[str, float]) -> None:
+    """Fill TensorBoard's HPARAMS tab: the config beside the final metrics."""
+    params = {
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        if OmegaConf.is_config(cfg[key])
+        else cfg[key]
+        for key in HPARAM_SECTIONS
+        if key in cfg
+    }
+    metrics = {
+        f"hp/{name.replace('/', '_')}": value for name, value in final.items() if name != "epoch"
+    }
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger) and metrics:
+            logger.log_hyperparams(params, metrics=metrics)
+            logger.finalize("success")
+
+
+def _task_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The reference U-Net: ConvModule encoder blocks, UpConvModule decoder blocks, 3x3 output conv."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvModule(nn.Sequential):
+    """Two 3x3 convs, each followed by LeakyReLU, Dropout and BatchNorm2d (the reference order).
+
+    The second conv may stride 2: that is how the encoder halves the resolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        dropout: float = 0.2,
+        negative_slope: float = 0.1,
+    ) -> None:
+        layers: list[nn.Module] = []
+        for conv_in, conv_stride in ((in_channels, 1), (out_channels, stride)):
+            layers += [
+                nn.Conv2d(conv_in, out_channels, kernel_size=3, stride=conv_stride, padding=1),
+                nn.LeakyReLU(negative_slope),
+                nn.Dropout(dropout),
+                nn.BatchNorm2d(out_channels),
+            ]
+        super().__init__(*layers)
+
+
+class UpConvModule(nn.Module):
+    """Upsample x2 with a transposed conv, concatenate the encoder's skip, then a ConvModule."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        dropout: float = 0.2,
+        negative_slope: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(
+            in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1
+        )
+        self.conv = ConvModule(2 * out_channels, out_channels, 1, dropout, negative_slope)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([self.up(x), skip], dim=1))
+
+
+class DenoisingUNet(nn.Module):
+    """U-Net with ``depth`` encoder blocks (channels doubling from ``base_channels``),
+    ``depth - 1`` decoder blocks and a 3x3 output conv.
+
+    Inputs of any height and width work: they are padded (edge-replicated) up to a
+    multiple of ``2 ** (depth - 1)`` and the output is cropped back to the input size.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        base_channels: int = 32,
+        depth: int = 5,
+        dropout: float = 0.2,
+        negative_slope: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2, got {depth}")
+        widths = [base_channels * 2**level for level in range(depth)]
+        self.encoder = nn.ModuleList(
+            ConvModule(
+                in_channels if level == 0 else widths[level - 1],
+                widths[level],
+                stride=1 if level == 0 else 2,
+                dropout=dropout,
+                negative_slope=negative_slope,
+            )
+            for level in range(depth)
+        )
+        self.decoder = nn.ModuleList(
+            UpConvModule(widths[level], widths[level - 1], dropout, negative_slope)
+            for level in range(depth - 1, 0, -1)
+        )
+        self.output = nn.Conv2d(base_channels, out_channels, kernel_size=3, padding=1)
+        self.size_multiple = 2 ** (depth - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_bottom = -height % self.size_multiple
+        pad_right = -width % self.size_multiple
+        if pad_bottom or pad_right:
+            x = F.pad(x, (0, pad_right, 0, pad_bottom), mode="replicate")
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+        skips.pop()  # the deepest block feeds the decoder directly
+        for block in self.decoder:
+            x = block(x, skips.pop())
+        return self.output(x)[..., :height, :width]
