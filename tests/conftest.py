@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny synthetic FER-style CSVs and Hydra configs pointed at tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+FER2013 = REPO.parent / "shared" / "data" / "fer2013.csv.xz"
+TINY_MODEL = ["model.base_channels=4", "model.depth=3", "model.dropout=0.0"]
+
+
+def smooth_images(count: int, height: int = 48, width: int = 48, seed: int = 0) -> np.ndarray:
+    """uint8 images with structure (gradients plus blobs), like small natural pictures."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width] / max(height, width)
+    images = []
+    for _ in range(count):
+        a, b, c = rng.uniform(-1, 1, 3)
+        cy, cx = rng.uniform(0, 1, 2)
+        blob = np.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / 0.05)
+        image = 0.5 + 0.25 * (a * rows + b * cols) + 0.3 * c * blob
+        images.append(np.clip(np.rint(image * 255), 0, 255))
+    return np.asarray(images, dtype=np.uint8)
+
+
+def fer_frame(
+    counts: dict[str, int] | None = None, height: int = 48, width: int = 48, seed: int = 0
+) -> pd.DataFrame:
+    """A FER-style frame with ``counts`` rows per Usage value."""
+    counts = counts or {"Training": 64, "PrivateTest": 16, "PublicTest": 16}
+    usages = [usage for usage, count in counts.items() for _ in range(count)]
+    images = smooth_images(len(usages), height, width, seed)
+    return pd.DataFrame(
+        {
+            "emotion": np.arange(len(usages)) % 7,
+            "pixels": [" ".join(map(str, image.ravel())) for image in images],
+            "Usage": usages,
+        }
+    )
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.csv"
+    fer_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def compose_train(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
+    """Compose ``conf/train.yaml`` with every output path under ``tmp_path``."""
+
+    def _compose(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+        output_dir = output_dir or tmp_path / "run"
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(
+                "train",
+                overrides=[
+                    f"paths.log_dir={tmp_path / 'outputs'}",
+                    f"paths.cache_dir={tmp_path / 'cache'}",
+                    "data.num_workers=0",
+                    "trainer.accelerator=cpu",
+                    "trainer.enable_model_summary=false",
+                    *overrides,
+                ],
+                return_hydra_config=True,
+            )
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.hydra.runtime.output_dir = str(output_dir)
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+requires_fer2013 = pytest.mark.skipif(
+    not FER2013.exists(), reason=f"real FER2013 not found at {FER2013}"
+)
