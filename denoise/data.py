@@ -185,9 +185,10 @@ class FERDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        """Turn a uint8 batch into ``{"clean", "noisy"}`` floats on the training device."""
-        return self.make_pair(batch)
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Turn a uint8 batch into ``{"clean", "noisy"}`` floats on the training device;
+        anything else (a model-summary example, a tensor to denoise) passes unchanged."""
+        return self.make_pair(batch) if isinstance(batch, dict) else batch
 
     def make_pair(self, batch: Batch) -> Batch:
         """Clean and noisy model inputs: fixed noise where the batch carries codes, else fresh."""

@@ -48,6 +48,7 @@ class DenoisingModule(L.LightningModule):
             in_channels, out_channels, base_channels, depth, dropout, negative_slope
         )
         self.loss = nn.MSELoss()
+        self.example_input_array = torch.zeros(1, in_channels, 48, 48)  # for the model summary
         self.metrics = nn.ModuleDict(
             {stage: image_metrics(f"{stage}/") for stage in ("val", "test")}
         )

@@ -114,3 +114,11 @@ def test_datamodule_without_csv_uses_embedded_default(tmp_path: Path) -> None:
 def test_missing_split_in_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs train, val and test"):
         FERDataModule(cache_dir=str(tmp_path), splits={"train": ["Training"]})
+
+
+def test_tensors_that_are_not_batches_pass_through_unchanged(
+    tiny_csv: Path, tmp_path: Path
+) -> None:
+    datamodule = _datamodule(tiny_csv, tmp_path)
+    example = torch.rand(1, 1, 48, 48)
+    assert datamodule.on_after_batch_transfer(example, 0) is example

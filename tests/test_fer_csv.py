@@ -19,7 +19,7 @@ def _cache_files(cache_dir: Path) -> list[Path]:
     return sorted((cache_dir / "csv").glob("*")) if (cache_dir / "csv").exists() else []
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".csv.xz", ".csv.bz2"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".csv.xz", ".csv.bz2", ".csv.zip"])
 def test_parses_plain_and_compressed_csvs(tmp_path: Path, suffix: str) -> None:
     frame = fer_frame({"Training": 5, "PrivateTest": 2, "PublicTest": 3})
     path = tmp_path / f"faces{suffix}"

@@ -127,6 +127,43 @@ def test_reference_preset_composes_the_notebook_setup(compose_train) -> None:
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-3
 
 
+def test_reference_preset_trains_at_128px_with_three_channels(
+    compose_train, tiny_csv: Path
+) -> None:
+    cfg = compose_train(
+        "experiment=reference", f"data.csv_path={tiny_csv}", *TINY_MODEL, "debug=fast"
+    )
+    train(cfg)
+    summary = read_summary(cfg.paths.output_dir)
+    assert summary["status"] == "completed"
+    assert 18 < summary["test"]["test/noisy_psnr"] < 26
+
+
+def test_resume_continues_from_the_last_checkpoint(
+    compose_train, tiny_csv: Path, tmp_path: Path
+) -> None:
+    first = compose_train(
+        f"data.csv_path={tiny_csv}",
+        *TINY_MODEL,
+        *QUICK,
+        "trainer.max_epochs=1",
+        output_dir=tmp_path / "first",
+    )
+    train(first)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = compose_train(
+        f"data.csv_path={tiny_csv}",
+        *TINY_MODEL,
+        *QUICK,
+        f"ckpt_path={last}",
+        output_dir=tmp_path / "resumed",
+    )
+    train(resumed)
+    summary = read_summary(tmp_path / "resumed")
+    assert [epoch["epoch"] for epoch in summary["val_history"]] == [0, 1]
+    assert summary["epochs_completed"] == 2
+
+
 def test_bad_csv_stops_before_training_and_marks_the_run_failed(
     compose_train, tmp_path: Path
 ) -> None:
