@@ -1,0 +1,3 @@
+"""denoise: train, sweep and compare U-Net denoisers for salt-and-pepper noise."""
+
+__version__ = "0.1.0"
