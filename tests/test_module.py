@@ -54,3 +54,12 @@ def test_denoise_clips_to_valid_range() -> None:
     module = DenoisingModule(base_channels=4, depth=2).eval()
     restored = module.denoise(torch.rand(2, 1, 16, 16) * 4 - 2)
     assert restored.min() >= 0 and restored.max() <= 1
+
+
+def test_an_exact_restoration_counts_as_100_db_not_infinity() -> None:
+    clean = torch.full((2, 1, 8, 8), 0.5)
+    restored = clean.clone()
+    restored[1] += 0.1  # 20 dB
+    metrics = image_metrics()
+    metrics.update(restored, clean)
+    assert metrics.compute()["psnr"].item() == pytest.approx((100.0 + 20.0) / 2, abs=1e-3)
