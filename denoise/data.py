@@ -81,6 +81,21 @@ def to_model_input(images: torch.Tensor, image_size: int | None, channels: int) 
     return images
 
 
+def fixed_noise_codes(
+    count: int, shape: Sequence[int], amount: Amount, salt_vs_pepper: float, seed: int
+) -> torch.Tensor:
+    """Noise codes for ``count`` images of ``shape`` (C, H, W), fixed by ``seed``: drawn in
+    chunks of a set size, so they do not depend on batch sizes or on who asks."""
+    generator = torch.Generator().manual_seed(seed)
+    chunks = [
+        sample_salt_and_pepper(
+            (min(NOISE_CHUNK, count - start), *shape), amount, salt_vs_pepper, generator
+        )
+        for start in range(0, count, NOISE_CHUNK)
+    ]
+    return torch.cat(chunks) if chunks else torch.empty((0, *shape), dtype=torch.uint8)
+
+
 class FERDataModule(L.LightningDataModule):
     """Train/validation/test splits of a FER-style CSV (or of the embedded default data)."""
 
@@ -151,19 +166,11 @@ class FERDataModule(L.LightningDataModule):
 
     def _fixed_codes(self, images: torch.Tensor, seed: int) -> torch.Tensor:
         """Noise codes for a validation or test split, the same in every epoch and run."""
-        generator = torch.Generator().manual_seed(seed)
         side = self.image_size
         shape = (self.channels, side or images.shape[-2], side or images.shape[-1])
-        chunks = [
-            sample_salt_and_pepper(
-                (min(NOISE_CHUNK, len(images) - start), *shape),
-                self.noise.amount,
-                self.noise.salt_vs_pepper,
-                generator,
-            )
-            for start in range(0, len(images), NOISE_CHUNK)
-        ]
-        return torch.cat(chunks) if chunks else torch.empty((0, *shape), dtype=torch.uint8)
+        return fixed_noise_codes(
+            len(images), shape, self.noise.amount, self.noise.salt_vs_pepper, seed
+        )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

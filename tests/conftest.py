@@ -57,20 +57,18 @@ def tiny_csv(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def compose_train(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
-    """Compose ``conf/train.yaml`` with every output path under ``tmp_path``."""
+def compose_config(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
+    """Compose a primary config of ``conf/`` with every output path under ``tmp_path``."""
 
-    def _compose(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+    def _compose(config_name: str, *overrides: str, output_dir: Path | None = None) -> DictConfig:
         output_dir = output_dir or tmp_path / "run"
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(
-                "train",
+                config_name,
                 overrides=[
                     f"paths.log_dir={tmp_path / 'outputs'}",
                     f"paths.cache_dir={tmp_path / 'cache'}",
                     "data.num_workers=0",
-                    "trainer.accelerator=cpu",
-                    "trainer.enable_model_summary=false",
                     *overrides,
                 ],
                 return_hydra_config=True,
@@ -83,6 +81,38 @@ def compose_train(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def compose_train(compose_config: Callable[..., DictConfig]) -> Callable[..., DictConfig]:
+    """``conf/train.yaml`` on the CPU, without the model summary."""
+
+    def _compose(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+        cpu = ["trainer.accelerator=cpu", "trainer.enable_model_summary=false"]
+        return compose_config("train", *cpu, *overrides, output_dir=output_dir)
+
+    return _compose
+
+
+@pytest.fixture
+def tiny_checkpoint(
+    compose_train: Callable[..., DictConfig], tiny_csv: Path, tmp_path: Path
+) -> Path:
+    """The best checkpoint of a tiny model trained for one short epoch on ``tiny_csv``."""
+    from denoise.train import train
+
+    cfg = compose_train(
+        f"data.csv_path={tiny_csv}",
+        *TINY_MODEL,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4",
+        "data.batch_size=16",
+        "logger=none",
+        output_dir=tmp_path / "trained",
+    )
+    train(cfg)
+    GlobalHydra.instance().clear()
+    return tmp_path / "trained" / "checkpoints" / "best.ckpt"
 
 
 requires_fer2013 = pytest.mark.skipif(

@@ -1,0 +1,227 @@
+"""Score a trained denoiser against classical filters at several noise densities.
+
+``python -m denoise.evaluate ckpt_path=…/best.ckpt [data.csv_path=…] [densities=[…]]``
+
+Every method sees the very same noisy images (noise fixed by ``seed`` per density), and
+PSNR/SSIM/MSE are averaged per image. The run folder gets ``metrics.csv``,
+``metrics.json``, ``metrics.md``, ``metrics_vs_density.png`` and ``examples.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from denoise.data import FERDataModule, fixed_noise_codes, to_model_input
+from denoise.filters import classical_filters
+from denoise.inference import load_denoiser
+from denoise.metrics import image_metrics
+from denoise.module import DenoisingModule
+from denoise.noise import apply_salt_and_pepper
+from denoise.plots import image_rows, line_panels
+
+log = logging.getLogger(__name__)
+
+Denoiser = Callable[[torch.Tensor], torch.Tensor]
+NOISY = "noisy input"
+METRICS = ("psnr", "ssim", "mse")
+
+
+@dataclass
+class Evaluation:
+    """Metrics per method and density, seconds spent per method, and example images."""
+
+    densities: list[float]
+    metrics: dict[str, dict[float, dict[str, float]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    examples: dict[float, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        """Long format: one row per (method, density)."""
+        rows = [
+            {"method": method, "density": density, **values}
+            for method, by_density in self.metrics.items()
+            for density, values in by_density.items()
+        ]
+        return pd.DataFrame(rows, columns=["method", "density", *METRICS])
+
+    def table(self, metric: str, digits: int) -> str:
+        """Markdown table: methods as rows, densities as columns."""
+        header = "| method | " + " | ".join(f"{d:.0%}" for d in self.densities) + " |"
+        rule = "|---|" + "---:|" * len(self.densities)
+        rows = [
+            f"| {method} | "
+            + " | ".join(f"{by_density[d][metric]:.{digits}f}" for d in self.densities)
+            + " |"
+            for method, by_density in self.metrics.items()
+        ]
+        return "\n".join([header, rule, *rows])
+
+
+def evaluate_denoisers(
+    clean_images: torch.Tensor,
+    denoisers: Mapping[str, Denoiser],
+    densities: Sequence[float],
+    seed: int,
+    salt_vs_pepper: float = 0.5,
+    batch_size: int = 256,
+    example_densities: Sequence[float] = (),
+    example_count: int = 6,
+) -> Evaluation:
+    """Score ``denoisers`` (and the noisy input itself) on ``clean_images`` (float, N×C×H×W).
+
+    The noise for a density depends only on ``seed`` and the density, never on the
+    batch size or on which other densities are scored.
+    """
+    result = Evaluation(densities=list(densities))
+    methods = [NOISY, *denoisers]
+    result.seconds = dict.fromkeys(methods, 0.0)
+    total = len(densities) * -(-len(clean_images) // batch_size)
+    progress = tqdm(total=total, desc="evaluating", unit="batch")
+    for density in densities:
+        codes = fixed_noise_codes(
+            len(clean_images),
+            clean_images.shape[1:],
+            density,
+            salt_vs_pepper,
+            noise_seed(seed, density),
+        )
+        trackers = {method: image_metrics() for method in methods}
+        for start in range(0, len(clean_images), batch_size):
+            clean = clean_images[start : start + batch_size]
+            noisy = apply_salt_and_pepper(clean, codes[start : start + batch_size])
+            outputs = {NOISY: noisy}
+            for method, denoiser in denoisers.items():
+                began = time.perf_counter()
+                outputs[method] = denoiser(noisy).to(clean.device, torch.float32).clamp(0, 1)
+                result.seconds[method] += time.perf_counter() - began
+            for method, restored in outputs.items():
+                trackers[method].update(restored, clean)
+            if density in example_densities and start == 0:
+                result.examples[density] = {
+                    "clean": clean[:example_count],
+                    **{method: images[:example_count] for method, images in outputs.items()},
+                }
+            progress.update()
+        for method, tracker in trackers.items():
+            values = {name: float(value) for name, value in tracker.compute().items()}
+            result.metrics.setdefault(method, {})[density] = values
+    progress.close()
+    return result
+
+
+def noise_seed(seed: int, density: float) -> int:
+    """One seed per density, so adding or dropping densities leaves the others' noise alone."""
+    return seed + round(density * 1_000_000)
+
+
+def model_denoiser(model: DenoisingModule, batch_size: int) -> Denoiser:
+    """Batched inference on the model's device; results come back on the input's device."""
+    device = model.device
+
+    @torch.inference_mode()
+    def run(noisy: torch.Tensor) -> torch.Tensor:
+        parts = [
+            model.denoise(part.to(device)).to(noisy.device) for part in noisy.split(batch_size)
+        ]
+        return torch.cat(parts)
+
+    return run
+
+
+def write_outputs(result: Evaluation, output_dir: Path, context: dict) -> None:
+    """metrics.csv/json/md, the metric-vs-density plot and the example grid."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    result.frame().to_csv(output_dir / "metrics.csv", index=False)
+    payload = {**context, "seconds": result.seconds, "metrics": result.metrics}
+    (output_dir / "metrics.json").write_text(json.dumps(payload, indent=2))
+    (output_dir / "metrics.md").write_text(markdown_report(result, context))
+    panels = [
+        (
+            label,
+            {
+                m: (result.densities, [by[d][key] for d in result.densities])
+                for m, by in result.metrics.items()
+            },
+        )
+        for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"))
+    ]
+    line_panels(
+        panels, "salt-and-pepper density", output_dir / "metrics_vs_density.png", context["title"]
+    )
+    if result.examples:
+        rows = [
+            (f"{density:.0%}", list(images.values()), list(images))
+            for density, images in result.examples.items()
+        ]
+        image_rows(rows, output_dir / "examples.png")
+
+
+def markdown_report(result: Evaluation, context: dict) -> str:
+    return (
+        f"{context['title']}\n\nPSNR (dB), averaged per image\n\n{result.table('psnr', 2)}\n\n"
+        f"SSIM\n\n{result.table('ssim', 4)}\n"
+    )
+
+
+def evaluate(cfg: DictConfig) -> Evaluation:
+    """Load the checkpoint and the split, score every method, write the outputs."""
+    model = load_denoiser(cfg.ckpt_path, cfg.device)
+    datamodule: FERDataModule = instantiate(cfg.data, channels=model.hparams.in_channels)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images = datamodule.datasets[cfg.split].images
+    if cfg.get("limit"):
+        images = images[: cfg.limit]
+    clean = to_model_input(images, datamodule.image_size, datamodule.channels)
+    denoisers = {
+        **classical_filters(cfg.amf_max_window),
+        "U-Net": model_denoiser(model, cfg.batch_size),
+    }
+    result = evaluate_denoisers(
+        clean,
+        denoisers,
+        list(cfg.densities),
+        cfg.seed,
+        cfg.salt_vs_pepper,
+        cfg.batch_size,
+        list(cfg.example_densities),
+        cfg.example_count,
+    )
+    usages = "/".join(datamodule.splits[cfg.split])
+    context = {
+        "title": f"{cfg.split} split ({usages}, {len(clean)} images of {datamodule.source}), "
+        f"noise seed {cfg.seed}",
+        "checkpoint": str(cfg.ckpt_path),
+        "data": datamodule.source,
+        "split": cfg.split,
+        "images": len(clean),
+        "seed": cfg.seed,
+        "amf_max_window": cfg.amf_max_window,
+    }
+    output_dir = Path(cfg.paths.output_dir)
+    write_outputs(result, output_dir, context)
+    print("\n" + markdown_report(result, context))
+    seconds = ", ".join(f"{method} {value:.1f}" for method, value in result.seconds.items())
+    print(f"Seconds per method: {seconds}\nWritten to {output_dir}")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
