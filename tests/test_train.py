@@ -226,3 +226,7 @@ def test_multirun_writes_one_folder_per_job_named_by_overrides(
         noisy_psnr.append(summary["test"]["test/noisy_psnr"])
     assert noisy_psnr[0] > noisy_psnr[1] + 5  # 5% noise is far milder than 30%
     assert not (tmp_path / "outputs").exists()
+    assert (sweep_dir / "report.md").exists()  # written by the SweepReport Hydra callback
+    report = (sweep_dir / "report.md").read_text()
+    assert all(f"| {job.name} |" in report for job in jobs)
+    assert report.count("| completed |") == 2
