@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -17,10 +18,26 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_denoiser(ckpt_path: str | os.PathLike, device: str = "auto") -> DenoisingModule:
-    """A checkpoint's model in eval mode (dropout off, BatchNorm on its running statistics)."""
+def resolve_checkpoint(ckpt_path: str | os.PathLike | None) -> Path:
+    """The checkpoint file to load: the one place that turns the setting into a file."""
+    if not ckpt_path:
+        raise ValueError(
+            "ckpt_path is required, e.g. ckpt_path=outputs/runs/…/checkpoints/best.ckpt"
+        )
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    model = DenoisingModule.load_from_checkpoint(path, map_location=pick_device(device))
+    return path
+
+
+def load_denoiser(ckpt_path: str | os.PathLike | None, device: str = "auto") -> DenoisingModule:
+    """A checkpoint's model in eval mode (dropout off, BatchNorm on its running statistics);
+    a file that is no checkpoint is named as such."""
+    path = resolve_checkpoint(ckpt_path)
+    try:
+        model = DenoisingModule.load_from_checkpoint(path, map_location=pick_device(device))
+    except (pickle.UnpicklingError, EOFError, KeyError, OSError, RuntimeError) as error:
+        raise ValueError(
+            f"{path}: not a denoise checkpoint ({type(error).__name__}: {error})"
+        ) from error
     return model.eval()

@@ -1,0 +1,119 @@
+"""Denoise image files with a trained checkpoint.
+
+``python -m denoise.predict ckpt_path=…/best.ckpt input=photo.png output=clean.png``, or
+``input=folder/ output=out/`` for every image of a folder. Each output keeps its input's size,
+colour layout and pixel type; alpha is copied untouched. Nothing else is written (no
+``outputs/`` or ``.hydra/`` folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from denoise.images import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    check_input_output,
+    check_required,
+    describe,
+    image_to_tensor,
+    is_image_file,
+    read_image,
+    tensor_to_image,
+    user_errors,
+    write_image,
+)
+from denoise.inference import load_denoiser
+from denoise.module import DenoisingModule
+from denoise.tiling import denoise_image
+
+log = logging.getLogger(__name__)
+
+USAGE = "python -m denoise.predict ckpt_path=CHECKPOINT input=IMAGE_OR_FOLDER output=PATH"
+TILING_KEYS = ("tile_size", "overlap", "batch_size")
+
+
+class Job(NamedTuple):
+    source: Path
+    target: Path
+
+
+def plan_jobs(source: Path, target: Path) -> list[Job]:
+    """Every (input, output) pair, checked before the model loads."""
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder")
+    if not source.is_dir():
+        check_input_output(source, target)
+        return [Job(source, target)]
+    if target.is_file() or (not target.exists() and is_image_file(target)):
+        raise NotADirectoryError(f"{target}: for a folder input, output must be a folder")
+    if target.resolve() == source.resolve():
+        raise ValueError(f"{target}: the outputs would overwrite the inputs; choose another folder")
+    files = sorted(path for path in source.iterdir() if path.is_file())
+    for path in files:
+        if not is_image_file(path):
+            log.warning(f"skipping {path}: not an image file ({' '.join(IMAGE_SUFFIXES)})")
+    jobs = [Job(path, target / path.name) for path in files if is_image_file(path)]
+    if not jobs:
+        raise ImageError(f"{source}: no image file in this folder ({' '.join(IMAGE_SUFFIXES)})")
+    return jobs
+
+
+def denoise_array(model: DenoisingModule, array: np.ndarray, **tiling: int) -> np.ndarray:
+    """The restored image, in the size, layout and pixel type of ``array``."""
+    planes, alpha = image_to_tensor(array)
+    restored = denoise_image(model, planes, **tiling)
+    return tensor_to_image(restored, array.dtype, alpha)
+
+
+def predict(cfg: DictConfig) -> list[Path]:
+    """Denoise ``cfg.input`` (a file or a folder) into ``cfg.output``; return the files written.
+
+    In folder mode a file that is not a readable image is skipped with a warning; a folder
+    without any readable image is an error.
+    """
+    check_required(cfg, USAGE)
+    source, target = Path(cfg.input), Path(cfg.output)
+    jobs = plan_jobs(source, target)
+    model = load_denoiser(cfg.ckpt_path, cfg.device)
+    tiling = {key: int(cfg[key]) for key in TILING_KEYS}
+    folder_mode = source.is_dir()
+    written = []
+    with logging_redirect_tqdm():
+        for job in tqdm(jobs, desc="denoising", unit="image", disable=not folder_mode):
+            try:
+                array = read_image(job.source)
+            except ImageError as error:
+                if not folder_mode:
+                    raise
+                log.warning(f"skipping {error}")
+                continue
+            started = time.perf_counter()
+            write_image(job.target, denoise_array(model, array, **tiling))
+            seconds = time.perf_counter() - started
+            log.info(f"{job.source} -> {job.target} ({describe(array)}, {seconds:.1f} s)")
+            written.append(job.target)
+    if not written:
+        raise ImageError(f"{source}: no readable image in this folder")
+    if folder_mode:
+        log.info(f"{len(written)} of {len(jobs)} images denoised into {target}")
+    return written
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        predict(cfg)
+
+
+if __name__ == "__main__":
+    main()
