@@ -7,6 +7,30 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class PackedDropout(nn.Dropout):
+    """Element-wise dropout whose mask comes from 16-bit uniforms, four per 64-bit random draw.
+
+    ``nn.Dropout`` spends about a third of a CPU training step of this U-Net in
+    ``bernoulli_``; drawing a quarter as many random numbers removes most of that. ``p``
+    is quantised to 1/65536 (0.2 becomes 0.19999695).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return x * 0.0
+        count = x.numel()
+        bits = torch.empty((count + 3) // 4, dtype=torch.int64, device=x.device)
+        bits.random_(-(2**63), 2**63 - 1)  # the full range: every 16-bit lane is uniform
+        lanes = bits.view(torch.int16)[:count]
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        # The draws are i.i.d., so laying them out in x's own memory order avoids a copy.
+        lanes = lanes.as_strided(x.shape, x.stride()) if dense else lanes.view(x.shape)
+        keep = lanes >= round(self.p * 65536) - 32768
+        return x * keep * (1.0 / (1.0 - self.p))
+
+
 class ConvModule(nn.Sequential):
     """Two 3x3 convs, each followed by LeakyReLU, Dropout and BatchNorm2d (the reference order).
 
@@ -26,7 +50,7 @@ class ConvModule(nn.Sequential):
             layers += [
                 nn.Conv2d(conv_in, out_channels, kernel_size=3, stride=conv_stride, padding=1),
                 nn.LeakyReLU(negative_slope),
-                nn.Dropout(dropout),
+                PackedDropout(dropout),
                 nn.BatchNorm2d(out_channels),
             ]
         super().__init__(*layers)

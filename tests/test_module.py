@@ -63,3 +63,17 @@ def test_an_exact_restoration_counts_as_100_db_not_infinity() -> None:
     metrics = image_metrics()
     metrics.update(restored, clean)
     assert metrics.compute()["psnr"].item() == pytest.approx((100.0 + 20.0) / 2, abs=1e-3)
+
+
+def test_channels_last_gives_the_same_outputs_and_gradients_as_eager_layout() -> None:
+    torch.manual_seed(0)
+    fast = DenoisingModule(base_channels=8, depth=3, channels_last=True).eval()
+    plain = DenoisingModule(base_channels=8, depth=3, channels_last=False).eval()
+    plain.load_state_dict(fast.state_dict())
+    noisy = torch.rand(4, 1, 48, 48)
+    torch.testing.assert_close(fast(noisy), plain(noisy), rtol=1e-4, atol=1e-5)
+    for module in (fast, plain):
+        module(noisy).square().mean().backward()
+    grads = [(a.grad, b.grad) for a, b in zip(fast.parameters(), plain.parameters(), strict=True)]
+    for fast_grad, plain_grad in grads:
+        torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-3, atol=1e-5)

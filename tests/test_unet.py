@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from denoise.unet import ConvModule, DenoisingUNet, UpConvModule
+from denoise.unet import ConvModule, DenoisingUNet, PackedDropout, UpConvModule
 
 
 def test_default_model_is_the_reference_size() -> None:
@@ -20,8 +20,8 @@ def test_default_model_is_the_reference_size() -> None:
 
 def test_conv_module_follows_the_reference_order() -> None:
     block = ConvModule(1, 8, stride=2, dropout=0.3)
-    kinds = [type(layer) for layer in block]
-    assert kinds == [nn.Conv2d, nn.LeakyReLU, nn.Dropout, nn.BatchNorm2d] * 2
+    kinds = [nn.Conv2d, nn.LeakyReLU, nn.Dropout, nn.BatchNorm2d] * 2
+    assert all(isinstance(layer, kind) for layer, kind in zip(block, kinds, strict=True))
     assert block[0].stride == (1, 1) and block[4].stride == (2, 2)
     assert block[1].negative_slope == 0.1 and block[2].p == 0.3
 
@@ -43,3 +43,31 @@ def test_channels_and_depth_are_configurable() -> None:
 def test_depth_below_two_is_refused() -> None:
     with pytest.raises(ValueError, match="depth"):
         DenoisingUNet(depth=1)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_packed_dropout_drops_a_fraction_p_and_keeps_the_mean(
+    p: float, channels_last: bool
+) -> None:
+    torch.manual_seed(0)
+    x = torch.ones(16, 8, 48, 48)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = PackedDropout(p).train()(x)
+    assert (y == 0).float().mean().item() == pytest.approx(p, abs=0.005)
+    assert y.unique().tolist() == [0.0, pytest.approx(1 / (1 - p))]
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)
+    per_channel = (y == 0).float().mean(dim=(0, 2, 3))  # no lane or layout bias
+    assert per_channel.min().item() > p - 0.02 and per_channel.max().item() < p + 0.02
+
+
+def test_packed_dropout_masks_gradients_and_is_identity_in_eval() -> None:
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, 10, 10, requires_grad=True)
+    dropout = PackedDropout(0.3)
+    y = dropout(x)
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)
+    assert dropout.eval()(x) is x
+    assert torch.equal(PackedDropout(1.0).train()(x), torch.zeros_like(x))
