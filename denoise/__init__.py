@@ -1,3 +1,7 @@
 """denoise: train, sweep and compare U-Net denoisers for salt-and-pepper noise."""
 
 __version__ = "0.1.0"
+
+from denoise.resolvers import register_resolvers
+
+register_resolvers()

@@ -38,6 +38,7 @@ class DenoisingModule(L.LightningModule):
         dropout: float = 0.2,
         negative_slope: float = 0.1,
         channels_last: bool = True,
+        packed_dropout: bool = True,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
     ) -> None:
@@ -46,7 +47,7 @@ class DenoisingModule(L.LightningModule):
         scheduler = _plain(scheduler)
         self.save_hyperparameters()  # reads the arguments as they are now: plain dicts
         self.net = DenoisingUNet(
-            in_channels, out_channels, base_channels, depth, dropout, negative_slope
+            in_channels, out_channels, base_channels, depth, dropout, negative_slope, packed_dropout
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)  # oneDNN's fastest conv layout

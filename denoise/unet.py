@@ -44,13 +44,15 @@ class ConvModule(nn.Sequential):
         stride: int = 1,
         dropout: float = 0.2,
         negative_slope: float = 0.1,
+        packed_dropout: bool = True,
     ) -> None:
+        drop = PackedDropout if packed_dropout else nn.Dropout
         layers: list[nn.Module] = []
         for conv_in, conv_stride in ((in_channels, 1), (out_channels, stride)):
             layers += [
                 nn.Conv2d(conv_in, out_channels, kernel_size=3, stride=conv_stride, padding=1),
                 nn.LeakyReLU(negative_slope),
-                PackedDropout(dropout),
+                drop(dropout),
                 nn.BatchNorm2d(out_channels),
             ]
         super().__init__(*layers)
@@ -65,12 +67,15 @@ class UpConvModule(nn.Module):
         out_channels: int,
         dropout: float = 0.2,
         negative_slope: float = 0.1,
+        packed_dropout: bool = True,
     ) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(
             in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1
         )
-        self.conv = ConvModule(2 * out_channels, out_channels, 1, dropout, negative_slope)
+        self.conv = ConvModule(
+            2 * out_channels, out_channels, 1, dropout, negative_slope, packed_dropout
+        )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat([self.up(x), skip], dim=1))
@@ -92,6 +97,7 @@ class DenoisingUNet(nn.Module):
         depth: int = 5,
         dropout: float = 0.2,
         negative_slope: float = 0.1,
+        packed_dropout: bool = True,
     ) -> None:
         super().__init__()
         if depth < 2:
@@ -104,11 +110,12 @@ class DenoisingUNet(nn.Module):
                 stride=1 if level == 0 else 2,
                 dropout=dropout,
                 negative_slope=negative_slope,
+                packed_dropout=packed_dropout,
             )
             for level in range(depth)
         )
         self.decoder = nn.ModuleList(
-            UpConvModule(widths[level], widths[level - 1], dropout, negative_slope)
+            UpConvModule(widths[level], widths[level - 1], dropout, negative_slope, packed_dropout)
             for level in range(depth - 1, 0, -1)
         )
         self.output = nn.Conv2d(base_channels, out_channels, kernel_size=3, padding=1)

@@ -77,3 +77,14 @@ def test_channels_last_gives_the_same_outputs_and_gradients_as_eager_layout() ->
     grads = [(a.grad, b.grad) for a, b in zip(fast.parameters(), plain.parameters(), strict=True)]
     for fast_grad, plain_grad in grads:
         torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-3, atol=1e-5)
+
+
+def test_device_defaults_follow_the_hardware(monkeypatch) -> None:
+    from denoise.resolvers import device_default
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert (device_default("precision"), device_default("pin_memory")) == ("32-true", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert (device_default("precision"), device_default("pin_memory")) == ("bf16-mixed", True)
+    with pytest.raises(KeyError, match="unknown device default"):
+        device_default("batch_size")

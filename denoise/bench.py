@@ -1,0 +1,440 @@
+"""Benchmark: ``python -m denoise.bench`` prints one table measured in one run.
+
+Ratios (to the machine's measured convolution ceiling, to the reference way of loading
+data) keep figures comparable on a noisy machine. The table is written as ``bench.md``
+and ``bench.json`` into the run folder (``outputs/bench/<date>/<time>/``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from denoise.data import FERDataModule
+from denoise.fer_csv import load_fer_csv, parse_fer_csv
+from denoise.module import DenoisingModule
+from denoise.noise import add_salt_and_pepper
+
+
+@dataclass
+class Row:
+    section: str
+    what: str
+    value: float
+    unit: str
+    ratio: str = ""
+    target: str = ""
+
+
+def seconds_per_call(fn: Callable[[], object], min_seconds: float) -> float:
+    """Mean wall time of ``fn`` after one warm-up call, over at least ``min_seconds``."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < min_seconds:
+        fn()
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def conv_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Module, torch.Size]]:
+    """Every convolution of ``model`` with the input shape it sees for ``example``."""
+    seen: list[tuple[nn.Module, torch.Size]] = []
+    hooks = [
+        layer.register_forward_pre_hook(lambda layer, args: seen.append((layer, args[0].shape)))
+        for layer in model.modules()
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d)
+    ]
+    with torch.no_grad():
+        model(example)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def conv_ceiling(
+    model: nn.Module, example: torch.Tensor, backward: bool, min_seconds: float
+) -> float:
+    """GFLOP/s of the model's own convolutions timed alone, channels_last."""
+    total_flops, total_seconds = 0, 0.0
+    for layer, shape in conv_shapes(model, example):
+        conv = copy.deepcopy(layer).to(memory_format=torch.channels_last)
+        x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(backward)
+        grad = torch.ones_like(conv(x)) if backward else None
+
+        def call(
+            conv: nn.Module = conv, x: torch.Tensor = x, grad: torch.Tensor | None = grad
+        ) -> None:
+            if backward:
+                conv(x).backward(grad)
+            else:
+                with torch.no_grad():
+                    conv(x)
+
+        total_flops += count_flops(call)
+        total_seconds += seconds_per_call(call, min_seconds / 4)
+    return total_flops / total_seconds / 1e9
+
+
+def plain_conv_ceiling(min_seconds: float) -> float:
+    conv = nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(32, 64, 48, 48).contiguous(memory_format=torch.channels_last).requires_grad_()
+
+    def call() -> None:
+        conv(x).sum().backward()
+
+    return count_flops(call) / seconds_per_call(call, min_seconds) / 1e9
+
+
+def training_step(
+    module: DenoisingModule, batch: int, size: int, channels: int, min_seconds: float
+) -> tuple[float, float]:
+    """Images/s and GFLOP/s of forward + backward + Adam step on a fixed batch."""
+    module.train()
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    clean = torch.rand(batch, channels, size, size)
+    noisy = add_salt_and_pepper(clean, 0.1)
+
+    def forward_backward() -> None:
+        module.loss(module(noisy), clean).backward()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        forward_backward()
+        optimizer.step()
+
+    flops = count_flops(forward_backward)
+    seconds = seconds_per_call(step, min_seconds)
+    return batch / seconds, flops / seconds / 1e9
+
+
+def inference_rates(
+    module: DenoisingModule, batches: list[int], min_seconds: float, compile_model: bool = True
+) -> dict[str, dict[int, float]]:
+    """Images/s per engine and batch size; an engine that cannot run here reports why."""
+    channels = module.hparams.in_channels
+    eager = copy.deepcopy(module).eval()
+    eager.memory_format = torch.contiguous_format
+    eager.net.to(memory_format=torch.contiguous_format)
+    fast = copy.deepcopy(module).eval()
+    engines: dict[str, Callable[[torch.Tensor], object]] = {
+        "eager (NCHW)": eager,
+        "channels_last": fast,
+    }
+    try:
+        if not compile_model:
+            raise RuntimeError("turned off (compile=false)")
+        compiled = torch.compile(fast)
+        with torch.inference_mode():
+            compiled(torch.rand(2, channels, 48, 48))
+        engines["torch.compile"] = compiled
+    except Exception as error:
+        engines["torch.compile"] = _unavailable(error)
+    engines["ONNX Runtime"] = _onnx_engine(eager, channels)
+    rates: dict[str, dict[int, float]] = {}
+    for name, engine in engines.items():
+        rates[name] = {}
+        for batch in batches:
+            x = torch.rand(batch, channels, 48, 48)
+            try:
+                with torch.inference_mode():
+                    rates[name][batch] = batch / seconds_per_call(
+                        lambda e=engine, x=x: e(x), min_seconds
+                    )
+            except RuntimeError as error:
+                rates[name][batch] = float("nan")
+                print(f"{name}: {error}")
+    return rates
+
+
+def _unavailable(error: Exception) -> Callable[[torch.Tensor], object]:
+    def fail(_: torch.Tensor) -> object:
+        raise RuntimeError(f"not available: {type(error).__name__}: {str(error)[:120]}")
+
+    return fail
+
+
+def _onnx_engine(module: DenoisingModule, channels: int) -> Callable[[torch.Tensor], object]:
+    try:
+        import onnxruntime
+
+        path = Path(tempfile.mkdtemp()) / "denoiser.onnx"
+        example = torch.rand(1, channels, 48, 48)
+        torch.onnx.export(
+            module.net,
+            (example,),
+            path,
+            dynamo=False,
+            input_names=["noisy"],
+            output_names=["restored"],
+            dynamic_axes={"noisy": {0: "batch"}, "restored": {0: "batch"}},
+        )
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:
+        return _unavailable(error)
+    return lambda x: session.run(None, {"noisy": x.numpy()})
+
+
+def data_figures(
+    csv_path: str, datamodule: FERDataModule, step_seconds: float, min_seconds: float
+) -> list[Row]:
+    """CSV parse cold and warm, the reference per-row parsing, and the data share of a step."""
+    rows = []
+    started = time.perf_counter()
+    parse_fer_csv(csv_path)
+    cold = time.perf_counter() - started
+    load_fer_csv(csv_path, datamodule.cache_dir, datamodule.splits)  # writes the cache
+    started = time.perf_counter()
+    load_fer_csv(csv_path, datamodule.cache_dir, datamodule.splits)
+    warm = time.perf_counter() - started
+    name = Path(csv_path).name
+    rows.append(Row("data", f"first parse of {name}", cold, "s", target="≤ 3 s"))
+    rows.append(Row("data", f"reload of {name} from cache", warm, "s", target="≤ 0.3 s"))
+
+    datamodule.setup("fit")
+    train = datamodule.datasets["train"]
+    loader = datamodule.train_dataloader()
+    batches = iter(loader)
+
+    def next_batch() -> None:
+        nonlocal batches
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        datamodule.make_pair(batch)
+
+    ours = seconds_per_call(next_batch, min_seconds)
+    clean = torch.rand(datamodule.batch_size, datamodule.channels, 48, 48)
+    noise = seconds_per_call(
+        lambda: add_salt_and_pepper(clean, datamodule.noise.amount), min_seconds
+    )
+    reference = _reference_epoch_seconds(csv_path, len(train), datamodule.splits["train"])
+    epoch_ours = ours * len(loader)
+    rows.append(
+        Row(
+            "data",
+            "one training epoch of batches, reference way (parse rows in __getitem__)",
+            reference,
+            "s",
+            f"{reference / epoch_ours:.0f}× ours ({epoch_ours:.2f} s)",
+        )
+    )
+    share = ours / (ours + step_seconds)
+    rows.append(
+        Row(
+            "data",
+            "waiting on data + noise, share of a training step",
+            100 * share,
+            "%",
+            f"noise alone {100 * noise / (ours + step_seconds):.2f}%",
+            "< 2%",
+        )
+    )
+    return rows
+
+
+def _reference_epoch_seconds(
+    csv_path: str, count: int, usages: list[str], sample: int = 2000
+) -> float:
+    """The reference notebook's loader: keep strings, parse one row per __getitem__."""
+    frame = pd.read_csv(csv_path, nrows=max(sample, 1))
+    texts = frame["pixels"].tolist()[:sample]
+    started = time.perf_counter()
+    for text in texts:
+        image = np.array(text.split(), dtype=np.float32).reshape(48, 48) / 255.0
+        torch.from_numpy(image).unsqueeze(0)
+    return (time.perf_counter() - started) / len(texts) * count
+
+
+PEAK_RSS_REPORTER = """
+import re, runpy, sys
+sys.argv = ["denoise.train", *sys.argv[1:]]
+try:
+    runpy.run_module("denoise.train", run_name="__main__")
+finally:
+    status = open("/proc/self/status").read()
+    print("PEAK_RSS_KB", re.search(r"VmHWM:\\s+(\\d+)", status).group(1), file=sys.stderr)
+"""
+
+
+def peak_training_rss(csv_path: str, batches: int) -> float:
+    """Peak resident memory (GB) of a real training run on ``csv_path`` in a child process.
+
+    The child reports its own high-water mark (VmHWM): the parent's rusage of children
+    would include the pages a forked child inherits from this (large) process.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        overrides = [
+            f"data.csv_path={csv_path}", f"paths.log_dir={folder}", "trainer.max_epochs=1",
+            f"trainer.limit_train_batches={batches}", "trainer.limit_val_batches=5",
+            "trainer.limit_test_batches=5", "logger=none", "trainer.enable_progress_bar=false",
+        ]  # fmt: skip
+        command = [sys.executable, "-c", PEAK_RSS_REPORTER, *overrides]
+        completed = subprocess.run(command, check=True, capture_output=True, text=True)
+    kilobytes = re.search(r"PEAK_RSS_KB (\d+)", completed.stderr)
+    return int(kilobytes.group(1)) / 1024**2 if kilobytes else float("nan")
+
+
+def bench_csv(cfg: DictConfig, folder: Path) -> str:
+    """The CSV to measure: the one given, the real FER2013 beside the repo, else a
+    generated one of the same size."""
+    if cfg.csv_path:
+        return str(cfg.csv_path)
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013.csv.xz"
+    if shared.exists():
+        return str(shared)
+    rng = np.random.default_rng(0)
+    usages = ["Training"] * 28709 + ["PrivateTest"] * 3589 + ["PublicTest"] * 3589
+    pixels = [" ".join(map(str, row)) for row in rng.integers(0, 256, (len(usages), 2304))]
+    path = folder / "generated_fer_size.csv"
+    pd.DataFrame({"emotion": 0, "pixels": pixels, "Usage": usages}).to_csv(path, index=False)
+    return str(path)
+
+
+def run_bench(cfg: DictConfig) -> list[Row]:
+    torch.manual_seed(0)
+    seconds = float(cfg.min_seconds)
+    rows = [Row("machine", "torch threads", torch.get_num_threads(), "")]
+    plain = plain_conv_ceiling(seconds)
+    rows.append(
+        Row(
+            "ceiling",
+            "one 3×3 conv 64→64, 48×48, batch 32, fwd+bwd, channels_last",
+            plain,
+            "GFLOP/s",
+        )
+    )
+
+    module: DenoisingModule = instantiate(cfg.model)
+    batch, ref = int(cfg.data.batch_size), cfg.reference
+    reference = DenoisingModule(in_channels=ref.channels, out_channels=ref.channels)
+    setups = [
+        ("default model (48×48×1)", module, batch, 48, module.hparams.in_channels),
+        (
+            f"reference U-Net ({ref.image_size}×{ref.image_size}×{ref.channels})",
+            reference,
+            int(ref.batch_size),
+            int(ref.image_size),
+            int(ref.channels),
+        ),
+    ]
+    step_seconds = 0.0
+    for label, model, size_batch, size, channels in setups:
+        example = torch.rand(size_batch, channels, size, size)
+        ceiling = conv_ceiling(model.net, example, backward=True, min_seconds=seconds)
+        rows.append(Row("ceiling", f"{label}: its convolutions alone, fwd+bwd", ceiling, "GFLOP/s"))
+        images, gflops = training_step(model, size_batch, size, channels, seconds)
+        rows.append(Row("training", f"{label}, batch {size_batch}", images, "images/s"))
+        target = "≥ 80%" if model is module else ""
+        rows.append(
+            Row(
+                "training",
+                f"{label}, batch {size_batch}",
+                gflops,
+                "GFLOP/s",
+                f"{100 * gflops / ceiling:.0f}% of its conv ceiling",
+                target,
+            )
+        )
+        if model is module:
+            step_seconds = size_batch / images
+
+    with tempfile.TemporaryDirectory() as folder:
+        csv_path = bench_csv(cfg, Path(folder))
+        datamodule: FERDataModule = instantiate(cfg.data, csv_path=csv_path, cache_dir=folder)
+        rows += data_figures(csv_path, datamodule, step_seconds, seconds)
+        if cfg.peak_memory_batches:
+            rss = peak_training_rss(csv_path, int(cfg.peak_memory_batches))
+            rows.append(
+                Row(
+                    "memory",
+                    f"peak RSS, training on {Path(csv_path).name} "
+                    f"({cfg.peak_memory_batches} batches)",
+                    rss,
+                    "GiB",
+                    target="≤ 2 GB",
+                )
+            )
+
+    forward_ceiling = conv_ceiling(
+        module.net,
+        torch.rand(256, module.hparams.in_channels, 48, 48),
+        backward=False,
+        min_seconds=seconds,
+    )
+    rows.append(
+        Row(
+            "ceiling",
+            "default model: its convolutions alone, forward only, batch 256",
+            forward_ceiling,
+            "GFLOP/s",
+        )
+    )
+    flops_per_image = (
+        count_flops(lambda: module.eval()(torch.rand(1, module.hparams.in_channels, 48, 48))) / 1e9
+    )
+    rates = inference_rates(module, list(cfg.inference_batches), seconds, bool(cfg.compile))
+    for engine, by_batch in rates.items():
+        for size_batch, images in by_batch.items():
+            ratio = (
+                f"{100 * images * flops_per_image / forward_ceiling:.0f}% of conv ceiling"
+                if images == images
+                else "not available"
+            )
+            target = "≥ 85%" if size_batch == 256 else ""
+            rows.append(
+                Row("inference", f"{engine}, batch {size_batch}", images, "images/s", ratio, target)
+            )
+    return rows
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| section | what | value | unit | ratio | target |", "|---|---|---:|---|---|---|"]
+    lines += [
+        f"| {r.section} | {r.what} | {r.value:.3g} | {r.unit} | {r.ratio} | {r.target} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+def main(cfg: DictConfig) -> None:
+    rows = run_bench(cfg)
+    output = Path(cfg.paths.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    table = markdown(rows)
+    (output / "bench.md").write_text(table + "\n")
+    (output / "bench.json").write_text(json.dumps([asdict(row) for row in rows], indent=2))
+    print(table)
+    print(f"\nWritten to {output}")
+
+
+if __name__ == "__main__":
+    main()
