@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import re
@@ -23,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from denoise.atomic import atomic_file
-from denoise.summary import SUMMARY_FILE
+from denoise.summary import SUMMARY_FILE, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ def _job_order(folder: Path) -> tuple[int, str]:
 
 def read_job(folder: Path) -> Job:
     """Never raises: a half-written or foreign file becomes a row that says so."""
-    summary, readable = _read_summary(folder / SUMMARY_FILE)
+    summary, readable = _read_summary(folder)
     overrides = _read_overrides(folder / ".hydra" / "overrides.yaml")
     if not overrides and summary and isinstance(summary.get("overrides"), list):
         overrides = [str(item) for item in summary["overrides"]]
@@ -105,13 +104,14 @@ def read_job(folder: Path) -> Job:
     return Job(folder, overrides, amount, is_range, summary, readable)
 
 
-def _read_summary(path: Path) -> tuple[dict[str, Any] | None, bool]:
-    if not path.exists():
-        return None, True
+def _read_summary(folder: Path) -> tuple[dict[str, Any] | None, bool]:
+    """The job's summary and whether it could be read (a missing one counts as readable)."""
     try:
-        summary = json.loads(path.read_text())
+        summary = read_summary(folder)
     except (OSError, ValueError):
         return None, False
+    if summary is None:
+        return None, True
     return (summary, True) if isinstance(summary, dict) else (None, False)
 
 
