@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.restoration import inpaint_biharmonic
+
+from denoise.noise import candidate_mask
 
 # At most this many window elements are gathered at once (about 64 MiB of float32 values
 # plus 128 MiB of int64 indices), whatever the batch size.
@@ -50,19 +54,54 @@ def median_filter(images: torch.Tensor, size: int = 3) -> torch.Tensor:
     return _per_plane_chunks(images, planes_per_chunk, partial(_median_planes, size=size))
 
 
-def _median_planes(planes: torch.Tensor, size: int) -> torch.Tensor:
+def _median_planes(planes: torch.Tensor, size: int, ignore_nan: bool = False) -> torch.Tensor:
     radius = size // 2
     padded = F.pad(planes, (radius,) * 4, mode="replicate")
     windows = padded.unfold(2, size, 1).unfold(3, size, 1)  # (B, 1, H, W, size, size)
+    windows = windows.reshape(*planes.shape, size * size)
+    if ignore_nan:  # the lower median of the values present; NaN where there are none
+        return windows.nanmedian(dim=-1).values
     # An odd count has a single middle element, so torch's lower median is the exact one.
-    return windows.reshape(*planes.shape, size * size).median(dim=-1).values
+    return windows.median(dim=-1).values
 
 
 def switching_median_filter(images: torch.Tensor, size: int = 3) -> torch.Tensor:
     """Median only where a pixel is exactly 0 or 1 (detected noise), so clean pixels keep
     their detail instead of being blurred."""
-    noise = (images == 0.0) | (images == 1.0)
+    noise = candidate_mask(images).bool()
     return torch.where(noise, median_filter(images, size), images)
+
+
+def clean_switching_median_filter(images: torch.Tensor, size: int = 3) -> torch.Tensor:
+    """Like :func:`switching_median_filter`, but the median is taken over the window's
+    non-candidate pixels only, so neighbouring impulses do not vote (the plain median
+    where a window has none)."""
+    _check_odd("size", size, 1)
+    noise = candidate_mask(images).bool()
+    height, width = images.shape[-2:]
+    planes_per_chunk = GATHER_ELEMENTS // max(1, height * width * size * size)
+    masked = torch.where(noise, torch.nan, images)
+    clean_median = _per_plane_chunks(
+        masked, planes_per_chunk, partial(_median_planes, size=size, ignore_nan=True)
+    )
+    fallback = torch.isnan(clean_median)
+    if fallback.any():
+        clean_median = torch.where(fallback, median_filter(images, size), clean_median)
+    return torch.where(noise, clean_median, images)
+
+
+def biharmonic_inpainting(images: torch.Tensor) -> torch.Tensor:
+    """Inpaint every black or white pixel from the others with scikit-image's biharmonic
+    solver (a plane that is all candidates, or has none, is left as it is)."""
+    noise = candidate_mask(images).bool()
+    planes = images.reshape(-1, *images.shape[-2:]).cpu().double().numpy()
+    masks = noise.reshape(planes.shape).cpu().numpy()
+    output = planes.copy()
+    for index, (plane, mask) in enumerate(zip(planes, masks, strict=True)):
+        if mask.any() and not mask.all():
+            output[index] = inpaint_biharmonic(plane, mask)
+    restored = torch.from_numpy(np.clip(output, 0.0, 1.0)).to(images.dtype)
+    return restored.reshape(images.shape).to(images.device)
 
 
 def adaptive_median_filter(images: torch.Tensor, max_window: int = 7) -> torch.Tensor:
@@ -202,4 +241,6 @@ def classical_filters(amf_max_window: int = 39) -> dict[str, Filter]:
         "median 3x3": partial(median_filter, size=3),
         "adaptive median": partial(adaptive_median_filter, max_window=amf_max_window),
         "switching median 3x3": partial(switching_median_filter, size=3),
+        "switching median 3x3, clean neighbours": partial(clean_switching_median_filter, size=3),
+        "biharmonic inpainting": biharmonic_inpainting,
     }

@@ -62,6 +62,15 @@ def apply_salt_and_pepper(clean: torch.Tensor, codes: torch.Tensor) -> torch.Ten
     return torch.where(codes == SALT, 1.0, noisy).to(clean.dtype)
 
 
+def candidate_mask(images: torch.Tensor) -> torch.Tensor:
+    """1.0 where a pixel is exactly 0 or 1 (salt or pepper could have set it), else 0.0.
+
+    Integer images scaled to [0, 1] keep 0 and the maximum exact. A candidate is not
+    necessarily noise: about 7% of clean FER2013 pixels are 0 or 255.
+    """
+    return ((images == 0.0) | (images == 1.0)).to(images.dtype)
+
+
 def add_salt_and_pepper(
     clean: torch.Tensor,
     amount: Amount,

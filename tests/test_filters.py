@@ -11,7 +11,9 @@ from conftest import smooth_images
 import denoise.filters as filters
 from denoise.filters import (
     adaptive_median_filter,
+    biharmonic_inpainting,
     classical_filters,
+    clean_switching_median_filter,
     median_filter,
     switching_median_filter,
 )
@@ -183,8 +185,50 @@ def test_bad_median_size_is_refused(size: int) -> None:
 
 def test_classical_filters_names_order_and_settings() -> None:
     methods = classical_filters(amf_max_window=5)
-    assert list(methods) == ["median 3x3", "adaptive median", "switching median 3x3"]
+    assert list(methods) == [
+        "median 3x3",
+        "adaptive median",
+        "switching median 3x3",
+        "switching median 3x3, clean neighbours",
+        "biharmonic inpainting",
+    ]
     noisy = _noisy(_quantized((2, 1, 12, 12), seed=6), 0.8, seed=6)
     assert torch.equal(methods["adaptive median"](noisy), adaptive_median_filter(noisy, 5))
     assert not torch.equal(methods["adaptive median"](noisy), adaptive_median_filter(noisy, 7))
     assert torch.equal(methods["median 3x3"](noisy), median_filter(noisy, 3))
+
+
+def test_clean_switching_median_ignores_neighbouring_impulses() -> None:
+    clean = torch.full((1, 1, 16, 16), 0.4)
+    noisy = _noisy(clean, 0.5, seed=3)
+    restored = clean_switching_median_filter(noisy)
+    clean_pixels = 1.0 - filters.candidate_mask(noisy)
+    clean_in_window = torch.nn.functional.conv2d(clean_pixels, torch.ones(1, 1, 3, 3), padding=1)
+    voted = clean_in_window > 0
+    assert voted.float().mean() > 0.9
+    assert torch.equal(restored[voted], clean[voted])  # every vote is 0.4
+    assert not torch.equal(switching_median_filter(noisy)[voted], clean[voted])  # impulses vote
+
+
+def test_clean_switching_median_falls_back_to_the_plain_median() -> None:
+    noisy = torch.ones(1, 1, 5, 5)
+    noisy[0, 0, 2, 2] = 0.0  # no clean pixel anywhere: the plain median decides
+    assert torch.equal(clean_switching_median_filter(noisy), median_filter(noisy))
+
+
+def test_biharmonic_inpainting_matches_scikit_image_and_keeps_clean_pixels() -> None:
+    from skimage.restoration import inpaint_biharmonic
+
+    clean = torch.from_numpy(smooth_images(2, 20, 24, seed=5) / 255).float().unsqueeze(1)
+    noisy = _noisy(clean, 0.3, seed=5)
+    restored = biharmonic_inpainting(noisy)
+    mask = filters.candidate_mask(noisy).bool()
+    assert torch.equal(restored[~mask], noisy[~mask])
+    expected = inpaint_biharmonic(noisy[1, 0].double().numpy(), mask[1, 0].numpy())
+    np.testing.assert_allclose(restored[1, 0].numpy(), np.clip(expected, 0, 1), atol=1e-6)
+    assert _psnr(restored, clean) > _psnr(switching_median_filter(noisy), clean)
+
+
+def test_biharmonic_inpainting_leaves_planes_without_known_pixels() -> None:
+    planes = torch.stack([torch.ones(1, 6, 6), torch.full((1, 6, 6), 0.5)])
+    assert torch.equal(biharmonic_inpainting(planes), planes)
