@@ -11,11 +11,43 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from denoise.corruption_aware import CorruptionAwareUNet
+from denoise.losses import make_loss
 from denoise.metrics import image_metrics
 from denoise.unet import DenoisingUNet
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "frequency", "monitor")  # Lightning's keys, not the scheduler's
+ARCHITECTURES = ("unet", "corruption_aware")
+
+
+def build_network(
+    architecture: str,
+    in_channels: int,
+    out_channels: int,
+    base_channels: int,
+    depth: int,
+    dropout: float,
+    negative_slope: float,
+    packed_dropout: bool,
+) -> nn.Module:
+    """``unet``: the reference U-Net, re-synthesising every pixel. ``corruption_aware``:
+    the same U-Net as a backbone that only rewrites black or white pixels (see
+    :mod:`denoise.corruption_aware`)."""
+    if architecture == "unet":
+        return DenoisingUNet(
+            in_channels, out_channels, base_channels, depth, dropout, negative_slope, packed_dropout
+        )
+    if architecture == "corruption_aware":
+        if in_channels != out_channels:
+            raise ValueError(
+                "the corruption-aware model restores the channels it is given: "
+                f"in_channels ({in_channels}) must equal out_channels ({out_channels})"
+            )
+        return CorruptionAwareUNet(
+            in_channels, base_channels, depth, dropout, negative_slope, packed_dropout
+        )
+    raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")
 
 
 def _plain(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -26,8 +58,8 @@ def _plain(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 class DenoisingModule(L.LightningModule):
-    """Wraps :class:`DenoisingUNet`; every hyperparameter is a flat, saved argument so
-    that ``DenoisingModule.load_from_checkpoint(path)`` needs nothing else."""
+    """Wraps the network :func:`build_network` makes; every hyperparameter is a flat, saved
+    argument so that ``DenoisingModule.load_from_checkpoint(path)`` needs nothing else."""
 
     def __init__(
         self,
@@ -41,17 +73,26 @@ class DenoisingModule(L.LightningModule):
         packed_dropout: bool = True,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
+        architecture: str = "unet",
+        loss: str = "mse",
     ) -> None:
         super().__init__()
         optimizer = _plain(optimizer) or dict(DEFAULT_OPTIMIZER)
         scheduler = _plain(scheduler)
         self.save_hyperparameters()  # reads the arguments as they are now: plain dicts
-        self.net = DenoisingUNet(
-            in_channels, out_channels, base_channels, depth, dropout, negative_slope, packed_dropout
+        self.net = build_network(
+            architecture,
+            in_channels,
+            out_channels,
+            base_channels,
+            depth,
+            dropout,
+            negative_slope,
+            packed_dropout,
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)  # oneDNN's fastest conv layout
-        self.loss = nn.MSELoss()
+        self.loss = make_loss(loss)
         self.example_input_array = torch.zeros(1, in_channels, 48, 48)  # for the model summary
         self.metrics = nn.ModuleDict(
             {stage: image_metrics(f"{stage}/") for stage in ("val", "test")}

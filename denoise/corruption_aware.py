@@ -1,0 +1,134 @@
+"""A corruption-aware denoiser: it only rewrites pixels that salt-and-pepper could have hit.
+
+Salt-and-pepper sets a pixel to exactly 0 or 1, so every other pixel is known to be clean.
+The reference U-Net re-synthesises all pixels and so blurs the ones that were never
+touched. This design keeps them bit for bit, and spends the network on the *candidates*
+(pixels at 0 or 1). A candidate may still be a genuinely black or white pixel (about 7%
+of FER2013's clean pixels are), which is why the network sees the neighbourhood and
+learns to keep it rather than being told "black or white means noise".
+
+The network is given three planes per image channel:
+
+- the noisy image;
+- the candidate mask;
+- a first guess for candidates: normalized convolution of the non-candidate pixels at
+  several Gaussian scales, each scale falling back on the coarser one where it has no
+  support (so it holds at 2% and at 95% noise alike).
+
+For each candidate the network predicts a corrected value (the guess plus a correction)
+and a *keep* probability: the output is ``keep * input + (1 - keep) * corrected`` on
+candidates and the input, exactly, elsewhere. The gate matters at low noise, where most
+candidates are genuine: on FER2013 after one epoch it lifts 2% noise from 28.0 dB to
+37.9 dB (predicting the value alone means learning to output the input exactly).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denoise.noise import candidate_mask
+from denoise.unet import DenoisingUNet
+
+DEFAULT_SIGMAS = (1.0, 2.0, 4.0, 8.0)
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """A normalised 1-D Gaussian reaching out to 3 sigma."""
+    radius = math.ceil(3 * sigma)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def separable_blur(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur of every plane, with zeros outside the image (what normalized
+    convolution needs: the weights are blurred the same way, so borders stay unbiased)."""
+    batch, channels, height, width = images.shape
+    planes = images.reshape(batch * channels, 1, height, width)
+    radius = kernel.numel() // 2
+    kernel = kernel.to(images.dtype)
+    planes = F.conv2d(planes, kernel.view(1, 1, 1, -1), padding=(0, radius))
+    planes = F.conv2d(planes, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+    return planes.reshape(batch, channels, height, width)
+
+
+def normalized_convolution_fill(
+    images: torch.Tensor,
+    valid: torch.Tensor,
+    kernels: Sequence[torch.Tensor],
+    fallback_weight: float = 0.05,
+) -> torch.Tensor:
+    """Estimate every pixel from the ``valid`` ones, finest scale first where it has support.
+
+    ``kernels`` go from fine to coarse. The coarsest scale is a plain weighted average (grey
+    0.5 where a plane has no valid pixel at all); each finer scale blends in as
+    ``(blur(x * valid) + w * coarse) / (blur(valid) + w)``, so it takes over where the
+    local weight of valid pixels is well above ``fallback_weight``.
+    """
+    estimate: torch.Tensor | None = None
+    for kernel in reversed(kernels):
+        weighted = separable_blur(images * valid, kernel)
+        weight = separable_blur(valid, kernel)
+        if estimate is None:
+            estimate = torch.where(
+                weight > 1e-6, weighted / weight.clamp_min(1e-6), torch.full_like(weight, 0.5)
+            )
+        else:
+            estimate = (weighted + fallback_weight * estimate) / (weight + fallback_weight)
+    assert estimate is not None, "at least one kernel is needed"
+    return estimate
+
+
+class CorruptionAwareUNet(nn.Module):
+    """A :class:`DenoisingUNet` that decides, for each candidate pixel, whether to keep it or
+    to replace it by a corrected normalized-convolution guess; every other pixel leaves
+    exactly as it came in."""
+
+    def __init__(
+        self,
+        channels: int = 1,
+        base_channels: int = 16,
+        depth: int = 5,
+        dropout: float = 0.0,
+        negative_slope: float = 0.1,
+        packed_dropout: bool = True,
+        sigmas: Sequence[float] = DEFAULT_SIGMAS,
+    ) -> None:
+        super().__init__()
+        self.backbone = DenoisingUNet(
+            3 * channels,
+            2 * channels,
+            base_channels,
+            depth,
+            dropout,
+            negative_slope,
+            packed_dropout,
+        )
+        for index, sigma in enumerate(sigmas):
+            self.register_buffer(f"kernel{index}", gaussian_kernel(sigma), persistent=False)
+        self.scales = len(sigmas)
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        candidates = candidate_mask(noisy)
+        kept = 1.0 - candidates
+        kernels = [getattr(self, f"kernel{index}") for index in range(self.scales)]
+        guess = normalized_convolution_fill(noisy, kept, kernels)
+        planes = torch.cat([noisy, candidates, guess], dim=1)
+        planes = planes.contiguous(memory_format=self._backbone_memory_format())
+        correction, keep_logit = self.backbone(planes).chunk(2, dim=1)
+        keep = torch.sigmoid(keep_logit)
+        replaced = keep * noisy + (1.0 - keep) * (guess + correction)
+        return kept * noisy + candidates * replaced
+
+    def _backbone_memory_format(self) -> torch.memory_format:
+        """The layout of the backbone's first conv weights (channels_last when the module
+        chose it): the input planes follow it, so oneDNN converts nothing."""
+        weight = self.backbone.encoder[0][0].weight
+        if weight.is_contiguous(memory_format=torch.channels_last):
+            return torch.channels_last
+        return torch.contiguous_format

@@ -1,0 +1,130 @@
+"""The corruption-aware model: exact pass-through of clean pixels, a sound first guess,
+and a loss that weighs every image's PSNR alike."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from denoise.corruption_aware import (
+    CorruptionAwareUNet,
+    gaussian_kernel,
+    normalized_convolution_fill,
+)
+from denoise.losses import NegativePSNRLoss, make_loss
+from denoise.metrics import image_metrics
+from denoise.module import DenoisingModule, build_network
+from denoise.noise import add_salt_and_pepper, candidate_mask
+
+KERNELS = [gaussian_kernel(sigma) for sigma in (1.0, 2.0, 4.0, 8.0)]
+
+
+def test_candidates_are_exactly_the_black_and_white_pixels() -> None:
+    """The prototype took values within half an 8-bit level; that also flagged float
+    pixels near 0 or 1, which salt and pepper never produce."""
+    images = torch.tensor([[[[0.0, 1 / 255, 0.5], [254 / 255, 1.0, 0.0]]]])
+    expected = torch.tensor([[[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]]])
+    assert torch.equal(candidate_mask(images), expected)
+
+
+@pytest.mark.parametrize("missing", [0.02, 0.5, 0.95])
+def test_fill_recovers_a_constant_image_from_any_share_of_pixels(missing: float) -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.full((2, 1, 48, 48), 0.3)
+    valid = (torch.rand(images.shape, generator=generator) >= missing).float()
+    estimate = normalized_convolution_fill(images * valid, valid, KERNELS)
+    torch.testing.assert_close(estimate, images, atol=1e-5, rtol=0)
+
+
+def test_fill_follows_a_ramp_better_than_a_flat_guess() -> None:
+    generator = torch.Generator().manual_seed(1)
+    ramp = torch.linspace(0, 1, 48).expand(1, 1, 48, 48).contiguous()
+    valid = (torch.rand(ramp.shape, generator=generator) >= 0.3).float()
+    estimate = normalized_convolution_fill(ramp, valid, KERNELS)
+    holes = valid == 0
+    assert (estimate - ramp)[holes].abs().mean() < 0.01  # a flat 0.5 guess is off by 0.25
+
+
+def test_fill_is_mid_grey_where_a_plane_has_no_valid_pixel() -> None:
+    images = torch.rand(1, 2, 8, 8)
+    valid = torch.zeros_like(images)
+    valid[:, 0] = 1.0
+    estimate = normalized_convolution_fill(images, valid, KERNELS)
+    torch.testing.assert_close(estimate[:, 1], torch.full((1, 8, 8), 0.5))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_untouched_pixels_pass_through_bit_for_bit(channels: int) -> None:
+    torch.manual_seed(0)
+    model = CorruptionAwareUNet(channels, base_channels=4, depth=3).eval()
+    clean = torch.rand(2, channels, 20, 28) * 0.9 + 0.05  # no black or white pixel
+    noisy = add_salt_and_pepper(clean, 0.3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        restored = model(noisy)
+    untouched = candidate_mask(noisy) == 0
+    assert untouched.float().mean() > 0.6
+    assert torch.equal(restored[untouched], noisy[untouched])
+    assert not torch.equal(restored[~untouched], noisy[~untouched])  # candidates are rewritten
+
+
+def test_channels_last_gives_the_same_output_as_contiguous() -> None:
+    torch.manual_seed(0)
+    model = CorruptionAwareUNet(1, base_channels=4, depth=3).eval()
+    noisy = add_salt_and_pepper(torch.rand(2, 1, 16, 16), 0.2)
+    with torch.no_grad():
+        expected = model(noisy)
+        model = model.to(memory_format=torch.channels_last)
+        actual = model(noisy)
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_module_builds_either_architecture_and_rejects_unknown_ones() -> None:
+    reference = build_network("unet", 1, 1, 4, 2, 0.0, 0.1, True)
+    aware = build_network("corruption_aware", 1, 1, 4, 2, 0.0, 0.1, True)
+    assert isinstance(aware, CorruptionAwareUNet) and not isinstance(reference, CorruptionAwareUNet)
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        build_network("resnet", 1, 1, 4, 2, 0.0, 0.1, True)
+    with pytest.raises(ValueError, match="in_channels"):
+        build_network("corruption_aware", 3, 1, 4, 2, 0.0, 0.1, True)
+
+
+def test_corruption_aware_module_learns_on_noisy_batches() -> None:
+    torch.manual_seed(0)
+    module = DenoisingModule(
+        base_channels=4, depth=3, dropout=0.0, architecture="corruption_aware", loss="psnr"
+    )
+    optimizer = module.configure_optimizers()
+    clean = torch.rand(8, 1, 16, 16).mul(0.8).add(0.1)
+    generator = torch.Generator().manual_seed(3)
+    losses = []
+    for _ in range(30):
+        noisy = add_salt_and_pepper(clean, (0.1, 0.5), generator=generator)
+        loss = module.loss(module(noisy), clean)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0  # at least 1 dB better
+
+
+def test_psnr_loss_is_minus_the_mean_per_image_psnr() -> None:
+    clean = torch.rand(3, 1, 8, 8)
+    restored = clean + torch.tensor([0.1, 0.01, 0.03]).view(3, 1, 1, 1)
+    metrics = image_metrics()
+    metrics.update(restored, clean)
+    loss = NegativePSNRLoss(floor=0.0)(restored, clean)
+    assert loss.item() == pytest.approx(-metrics.compute()["psnr"].item(), abs=1e-3)
+
+
+def test_psnr_loss_floor_bounds_exact_images() -> None:
+    clean = torch.rand(2, 1, 8, 8)
+    restored = clean.clone().requires_grad_()
+    loss = NegativePSNRLoss(floor=1e-6)(restored, clean)
+    loss.backward()
+    assert loss.item() == pytest.approx(-60.0)
+    assert torch.isfinite(restored.grad).all()
+
+
+def test_unknown_loss_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown loss 'l3'"):
+        make_loss("l3")
