@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from denoise.callbacks import MetricHistory
+from denoise.machine import describe_machine
 from denoise.summary import RunSummary, format_test_table
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,12 @@ def train(cfg: DictConfig) -> float | None:
     output_dir = Path(cfg.paths.output_dir)
     summary = RunSummary(output_dir)
     started = time.perf_counter()
-    summary.update(status="running", overrides=_task_overrides(), output_dir=str(output_dir))
+    summary.update(
+        status="running",
+        overrides=_task_overrides(),
+        output_dir=str(output_dir),
+        machine=describe_machine(),
+    )
     try:
         result = _fit_and_test(cfg, summary)
     except BaseException as error:
