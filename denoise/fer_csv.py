@@ -13,6 +13,7 @@ import hashlib
 import logging
 import lzma
 import os
+import warnings
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -138,9 +139,6 @@ def _parse_pixels(texts: np.ndarray, path: Path, height: int, width: int) -> np.
     images = np.empty((len(texts), expected), dtype=np.uint8)
     for start in range(0, len(texts), PARSE_CHUNK_ROWS):
         rows = [_tidy(text) for text in texts[start : start + PARSE_CHUNK_ROWS]]
-        joined = " ".join(rows)
-        if not (joined.isascii() and joined.replace(" ", "").isdigit()):
-            _raise_first_non_integer(rows, start, path)
         counts = np.array([row.count(" ") + 1 if row else 0 for row in rows])
         wrong = np.flatnonzero(counts != expected)
         if wrong.size:
@@ -150,8 +148,13 @@ def _parse_pixels(texts: np.ndarray, path: Path, height: int, width: int) -> np.
                 f"expected {expected} ({height}x{width}; set data.height and data.width for "
                 "other sizes)"
             )
-        # int64 saturates on absurdly long numbers instead of wrapping into 0-255.
-        values = np.fromstring(joined, dtype=np.int64, sep=" ")
+        joined = " ".join(rows)
+        values = _parse_integers(joined)
+        # fromstring stops at the first token that is not an integer, and takes a sign:
+        # a short result or a sign means a bad token, which the slow scan then names.
+        if values is None or values.size != len(rows) * expected or "-" in joined or "+" in joined:
+            _raise_first_non_integer(rows, start, path)
+            raise CSVFormatError(f"{path}: 'pixels' of rows {start + FIRST_DATA_ROW}+ do not parse")
         too_large = np.flatnonzero(values > 255)
         if too_large.size:
             row = start + int(too_large[0]) // expected
@@ -161,6 +164,18 @@ def _parse_pixels(texts: np.ndarray, path: Path, height: int, width: int) -> np.
             )
         images[start : start + len(rows)] = values.reshape(len(rows), expected)
     return images.reshape(len(texts), height, width)
+
+
+def _parse_integers(joined: str) -> np.ndarray | None:
+    """Space-separated integers, parsed in C (checking every character in Python first
+    took as long as the parse itself); None, or a short array, where a token is not an
+    integer. int64 saturates on absurdly long numbers instead of wrapping into 0-255."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # older numpy: warns, returns less
+        try:
+            return np.fromstring(joined, dtype=np.int64, sep=" ")
+        except ValueError:  # newer numpy: "could not be read to its end"
+            return None
 
 
 def _tidy(text: str) -> str:
