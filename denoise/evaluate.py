@@ -1,6 +1,7 @@
 """Score a trained denoiser against classical filters at several noise densities.
 
-``python -m denoise.evaluate ckpt_path=…/best.ckpt [data.csv_path=…] [densities=[…]]``
+``python -m denoise.evaluate [ckpt_path=…/best.ckpt] [data.csv_path=…] [densities=[…]]``;
+without ``ckpt_path`` it scores the blind model shipped in the package.
 
 Every method sees the very same noisy images (noise fixed by ``seed`` per density), and
 PSNR/SSIM/MSE are averaged per image. The run folder gets ``metrics.csv``,
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from denoise.data import FERDataModule, fixed_noise_codes, to_model_input
 from denoise.filters import classical_filters
-from denoise.inference import load_denoiser
+from denoise.inference import load_denoiser, resolve_checkpoint
 from denoise.metrics import image_metrics
 from denoise.module import DenoisingModule
 from denoise.noise import apply_salt_and_pepper
@@ -126,6 +127,14 @@ def noise_seed(seed: int, density: float) -> int:
     return seed + round(density * 1_000_000)
 
 
+def model_label(model: DenoisingModule) -> str:
+    """The model's name in tables and plots: which architecture it is."""
+    architecture = model.hparams.get("architecture", "unet")
+    return {"unet": "U-Net", "corruption_aware": "corruption-aware U-Net"}.get(
+        architecture, architecture
+    )
+
+
 def model_denoiser(model: DenoisingModule, batch_size: int) -> Denoiser:
     """Batched inference on the model's device; results come back on the input's device."""
     device = model.device
@@ -187,7 +196,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     clean = to_model_input(images, datamodule.image_size, datamodule.channels)
     denoisers = {
         **classical_filters(cfg.amf_max_window),
-        "U-Net": model_denoiser(model, cfg.batch_size),
+        model_label(model): model_denoiser(model, cfg.batch_size),
     }
     result = evaluate_denoisers(
         clean,
@@ -203,7 +212,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     context = {
         "title": f"{cfg.split} split ({usages}, {len(clean)} images of {datamodule.source}), "
         f"noise seed {cfg.seed}",
-        "checkpoint": str(cfg.ckpt_path),
+        "checkpoint": str(resolve_checkpoint(cfg.ckpt_path)),
         "data": datamodule.source,
         "split": cfg.split,
         "images": len(clean),

@@ -18,12 +18,19 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "blind-fer2013.ckpt"
+
+
 def resolve_checkpoint(ckpt_path: str | os.PathLike | None) -> Path:
-    """The checkpoint file to load: the one place that turns the setting into a file."""
+    """The checkpoint file to load: the one place that turns the setting into a file.
+    No ``ckpt_path`` means the blind model shipped in the package."""
     if not ckpt_path:
-        raise ValueError(
-            "ckpt_path is required, e.g. ckpt_path=outputs/runs/…/checkpoints/best.ckpt"
-        )
+        if not SHIPPED_WEIGHTS.is_file():
+            raise FileNotFoundError(
+                f"{SHIPPED_WEIGHTS}: the shipped weights are missing from this install; "
+                "pass ckpt_path=outputs/runs/…/checkpoints/best.ckpt"
+            )
+        return SHIPPED_WEIGHTS
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")

@@ -1,6 +1,6 @@
-"""Denoise image files with a trained checkpoint.
+"""Denoise image files with the shipped blind model or a trained checkpoint.
 
-``python -m denoise.predict ckpt_path=…/best.ckpt input=photo.png output=clean.png``, or
+``python -m denoise.predict input=photo.png output=clean.png [ckpt_path=…/best.ckpt]``, or
 ``input=folder/ output=out/`` for every image of a folder. Each output keeps its input's size,
 colour layout and pixel type; alpha is copied untouched. Nothing else is written (no
 ``outputs/`` or ``.hydra/`` folder).
@@ -38,7 +38,7 @@ from denoise.tiling import denoise_image
 
 log = logging.getLogger(__name__)
 
-USAGE = "python -m denoise.predict ckpt_path=CHECKPOINT input=IMAGE_OR_FOLDER output=PATH"
+USAGE = "python -m denoise.predict input=IMAGE_OR_FOLDER output=PATH [ckpt_path=CHECKPOINT]"
 TILING_KEYS = ("tile_size", "overlap", "batch_size")
 
 

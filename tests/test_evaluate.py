@@ -76,7 +76,15 @@ def test_evaluate_command_writes_tables_plots_and_beats_noise(
 
     out = tmp_path / "evaluation"
     frame = pd.read_csv(out / "metrics.csv")
-    methods = [NOISY, "median 3x3", "adaptive median", "switching median 3x3", "U-Net"]
+    methods = [
+        NOISY,
+        "median 3x3",
+        "adaptive median",
+        "switching median 3x3",
+        "switching median 3x3, clean neighbours",
+        "biharmonic inpainting",
+        "U-Net",
+    ]
     assert sorted(frame["method"].unique()) == sorted(methods)
     assert sorted(frame["density"].unique()) == [0.1, 0.5]
     psnr = frame.set_index(["method", "density"])["psnr"]
@@ -91,3 +99,23 @@ def test_evaluate_command_writes_tables_plots_and_beats_noise(
         assert (out / image).stat().st_size > 5_000
     printed = capsys.readouterr().out
     assert "| method | 10% | 50% |" in printed and "| U-Net |" in printed
+
+
+def test_evaluate_without_a_checkpoint_scores_the_shipped_blind_model(
+    compose_config, tiny_csv: Path, tmp_path: Path
+) -> None:
+    cfg = compose_config(
+        "evaluate",
+        f"data.csv_path={tiny_csv}",
+        "densities=[0.1]",
+        "example_densities=[0.1]",
+        "example_count=2",
+        "amf_max_window=7",
+        "device=cpu",
+        output_dir=tmp_path / "evaluation",
+    )
+    result = evaluate(cfg)
+    psnr = result.frame().set_index(["method", "density"])["psnr"]
+    assert psnr["corruption-aware U-Net", 0.1] > psnr["switching median 3x3", 0.1]
+    saved = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert saved["checkpoint"].endswith("blind-fer2013.ckpt")

@@ -231,8 +231,8 @@ def test_paths_that_cannot_work_fail_before_any_work(checkpoint: Path, tmp_path:
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
     with pytest.raises(ValueError, match=r"junk\.ckpt: not a denoise checkpoint"):
         run_predict(tmp_path / "junk.ckpt", source, tmp_path / "clean.png")
-    cfg = config("predict", input=source, output=tmp_path / "clean.png")
-    with pytest.raises(ValueError, match=r"missing ckpt_path; usage: python -m denoise\.predict"):
+    cfg = config("predict", ckpt_path=checkpoint, output=tmp_path / "clean.png")
+    with pytest.raises(ValueError, match=r"missing input; usage: python -m denoise\.predict"):
         predict(cfg)
     assert not (tmp_path / "clean.png").exists()
 
@@ -385,3 +385,20 @@ def test_both_command_lines_end_to_end(checkpoint: Path, tmp_path: Path) -> None
     assert "error: absent.png: no such file" in failed.stderr
     assert "Traceback" not in failed.stderr
     _assert_nothing_else_written(tmp_path, {"photo.png", "noisy.png", "clean.png"})
+
+
+def test_predict_without_a_checkpoint_uses_the_shipped_blind_model(tmp_path: Path) -> None:
+    clean = smooth_images(1, 64, 80, seed=9)[0]
+    noisy = np.where(np.random.default_rng(9).random(clean.shape) < 0.3, 255, clean)
+    noisy = noisy.astype(np.uint8)
+    source, target = tmp_path / "noisy.png", tmp_path / "clean.png"
+    iio.imwrite(source, noisy)
+
+    predict(config("predict", input=source, output=target))
+
+    restored = iio.imread(target)
+    assert restored.shape == clean.shape and restored.dtype == np.uint8
+    untouched = noisy != 255
+    assert np.array_equal(restored[untouched], noisy[untouched])  # clean pixels kept exactly
+    error_before = np.abs(noisy.astype(int) - clean).mean()
+    assert np.abs(restored.astype(int) - clean).mean() < error_before / 10

@@ -1,0 +1,116 @@
+"""Turn a training run into a small, self-describing weights file and its model card.
+
+``python -m denoise.export run_dir=outputs/runs/… output=denoise/weights/blind-fer2013.ckpt``
+
+The file keeps what ``DenoisingModule.load_from_checkpoint`` needs (weights and the flat
+hyperparameters) and drops the optimizer state, which triples a training checkpoint's
+size. The card (same name, ``.md``) gives the exact command and config that trained it,
+the wall time and the machine, and the run's validation and test figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+import yaml
+from omegaconf import DictConfig
+
+from denoise.atomic import atomic_file
+from denoise.images import user_errors
+from denoise.machine import describe_machine
+from denoise.module import DenoisingModule
+from denoise.summary import read_summary
+
+log = logging.getLogger(__name__)
+
+KEPT_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version")
+CARD_KEY = "denoise_card"
+
+
+def training_card(run_dir: Path) -> dict[str, Any]:
+    """What a run says about itself: command, config, time, machine and figures."""
+    summary = read_summary(run_dir)
+    if summary is None or summary.get("status") != "completed":
+        state = "no summary.json" if summary is None else f"status {summary.get('status')!r}"
+        raise ValueError(f"{run_dir}: not a completed training run ({state})")
+    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    return {
+        "command": shlex.join(["python", "-m", "denoise.train", *overrides]),
+        "config": (run_dir / ".hydra" / "config.yaml").read_text(),
+        "wall_time_s": summary.get("wall_time_s"),
+        "epochs": summary.get("epochs_completed"),
+        "machine": summary.get("machine")
+        or f"{describe_machine()} (the exporting machine: the run did not record its own)",
+        "best_epoch": summary.get("best_epoch"),
+        "test": summary.get("test"),
+        "run_dir": str(run_dir),
+    }
+
+
+def slim_checkpoint(source: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """The loadable part of a training checkpoint, plus the card."""
+    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    missing = [key for key in KEPT_KEYS if key not in checkpoint]
+    if missing:
+        raise ValueError(f"{source}: not a denoise training checkpoint (no {', '.join(missing)})")
+    return {**{key: checkpoint[key] for key in KEPT_KEYS}, CARD_KEY: card}
+
+
+def card_markdown(card: dict[str, Any], weights: Path, parameters: int) -> str:
+    """The model card a person reads beside the weights."""
+    megabytes = weights.stat().st_size / 1e6
+    minutes = (card["wall_time_s"] or 0) / 60
+    lines = [
+        f"# {weights.name}",
+        "",
+        f"{parameters:,} parameters, {megabytes:.1f} MB. "
+        f"Trained for {card['epochs']} epochs in {minutes:.1f} min on {card['machine']}.",
+        "",
+        "Command (from the repository root):",
+        "",
+        "```",
+        card["command"],
+        "```",
+    ]
+    for title, metrics in (("Best validation epoch", card["best_epoch"]), ("Test", card["test"])):
+        if metrics:
+            lines += ["", f"{title}:", "", "| metric | value |", "|---|---|"]
+            lines += [f"| {name} | {value:.6g} |" for name, value in metrics.items()]
+    lines += ["", "Config (`.hydra/config.yaml` of the run):", "", "```yaml"]
+    lines += [card["config"].rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def export(cfg: DictConfig) -> Path:
+    """Write the slim checkpoint and its card; check that the file loads on its own."""
+    run_dir = Path(cfg.run_dir)
+    source = run_dir / "checkpoints" / f"{cfg.checkpoint}.ckpt"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no such checkpoint")
+    card = training_card(run_dir)
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(output, mode="wb") as handle:
+        torch.save(slim_checkpoint(source, card), handle)
+    model = DenoisingModule.load_from_checkpoint(output, map_location="cpu")
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    card_path = output.with_suffix(".md")
+    with atomic_file(card_path, mode="w") as handle:
+        handle.write(card_markdown(card, output, parameters))
+    log.info("Wrote %s (%.1f MB) and %s", output, output.stat().st_size / 1e6, card_path)
+    return output
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        export(cfg)
+
+
+if __name__ == "__main__":
+    main()

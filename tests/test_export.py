@@ -1,0 +1,100 @@
+"""Slim weights with a model card, and the blind model shipped inside the package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONF_DIR
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from skimage import data as skimage_data
+from skimage.transform import resize
+
+from denoise.export import export
+from denoise.filters import median_filter
+from denoise.inference import SHIPPED_WEIGHTS, load_denoiser
+from denoise.metrics import image_metrics
+from denoise.noise import add_salt_and_pepper
+from denoise.summary import read_summary
+
+
+def _as_cli_run(run_dir: Path, overrides: list[str]) -> None:
+    """Write the .hydra/ files ``python -m denoise.train`` would have left in the run folder."""
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("model:\n  base_channels: 4\n")
+    (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+
+
+def _export_config(run_dir: Path, output: Path) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("export", overrides=[f"run_dir='{run_dir}'", f"output='{output}'"])
+
+
+def test_export_writes_a_small_loadable_file_and_its_card(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    run_dir = tiny_checkpoint.parents[1]
+    _as_cli_run(run_dir, ["model.base_channels=4", "trainer.max_epochs=1"])
+    output = tmp_path / "weights" / "tiny.ckpt"
+
+    export(_export_config(run_dir, output))
+
+    assert output.stat().st_size < tiny_checkpoint.stat().st_size / 2  # no optimizer state
+    original = load_denoiser(tiny_checkpoint, "cpu")
+    slim = load_denoiser(output, "cpu")
+    noisy = add_salt_and_pepper(torch.rand(2, 1, 48, 48), 0.1)
+    torch.testing.assert_close(slim.denoise(noisy), original.denoise(noisy), rtol=0, atol=0)
+    card = output.with_suffix(".md").read_text()
+    summary = read_summary(run_dir)
+    assert "python -m denoise.train model.base_channels=4 trainer.max_epochs=1" in card
+    assert f"{summary['wall_time_s'] / 60:.1f} min on {summary['machine']}" in card
+    assert "base_channels: 4" in card and "| test/psnr |" in card
+    stored = torch.load(output, weights_only=False)["denoise_card"]
+    assert stored["epochs"] == summary["epochs_completed"]
+
+
+def test_export_refuses_a_run_that_did_not_complete(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    run_dir = tiny_checkpoint.parents[1]
+    _as_cli_run(run_dir, [])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "failed"}))
+    output = tmp_path / "out.ckpt"
+    with pytest.raises(ValueError, match="not a completed training run \\(status 'failed'\\)"):
+        export(_export_config(run_dir, output))
+    assert not output.exists()
+
+
+def _astronaut_face() -> torch.Tensor:
+    """A 48×48 grayscale face that is not from FER2013 (scikit-image ships the picture)."""
+    gray = skimage_data.astronaut()[30:230, 140:340].mean(axis=2) / 255
+    face = resize(gray, (48, 48), anti_aliasing=True)
+    return torch.from_numpy(np.round(face * 255) / 255).float().view(1, 1, 48, 48)
+
+
+def _psnr(restored: torch.Tensor, clean: torch.Tensor) -> float:
+    metrics = image_metrics()
+    metrics.update(restored, clean)
+    return metrics.compute()["psnr"].item()
+
+
+def test_shipped_weights_are_small_and_loaded_without_a_checkpoint() -> None:
+    assert SHIPPED_WEIGHTS.stat().st_size <= 10e6
+    assert SHIPPED_WEIGHTS.with_suffix(".md").is_file()
+    model = load_denoiser(None, "cpu")
+    assert model.hparams.architecture == "corruption_aware"
+    assert not model.training
+
+
+@pytest.mark.parametrize("density", [0.02, 0.1, 0.5, 0.9])
+def test_shipped_model_restores_a_face_far_better_than_the_median_filter(density: float) -> None:
+    clean = _astronaut_face().repeat(8, 1, 1, 1)
+    generator = torch.Generator().manual_seed(7)
+    noisy = add_salt_and_pepper(clean, density, generator=generator)
+    model = load_denoiser(None, "cpu")
+    model_psnr = _psnr(model.denoise(noisy), clean)
+    median_psnr = _psnr(median_filter(noisy), clean)
+    assert model_psnr > median_psnr + 10.0, (model_psnr, median_psnr)  # measured: 14-20 dB
