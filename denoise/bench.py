@@ -29,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from denoise.data import FERDataModule
 from denoise.fer_csv import load_fer_csv
+from denoise.inference import load_denoiser
 from denoise.module import DenoisingModule
 from denoise.noise import add_salt_and_pepper
 
@@ -382,23 +383,31 @@ def run_bench(cfg: DictConfig) -> list[Row]:
                 )
             )
 
+    rows += inference_rows("default model", module, cfg, seconds)
+    shipped = load_denoiser(None, "cpu")
+    rows += inference_rows("shipped blind model", shipped, cfg, seconds)
+    return rows
+
+
+def inference_rows(
+    label: str, module: DenoisingModule, cfg: DictConfig, seconds: float
+) -> list[Row]:
+    """Inference images/s per engine and batch size, as a share of the forward-only
+    ceiling of the model's own convolutions at batch 256."""
+    channels = module.hparams.in_channels
     forward_ceiling = conv_ceiling(
-        module.net,
-        torch.rand(256, module.hparams.in_channels, 48, 48),
-        backward=False,
-        min_seconds=seconds,
+        module.net, torch.rand(256, channels, 48, 48), backward=False, min_seconds=seconds
     )
-    rows.append(
+    flops_per_image = count_flops(lambda: module.eval()(torch.rand(1, channels, 48, 48))) / 1e9
+    rows = [
         Row(
             "ceiling",
-            "default model: its convolutions alone, forward only, batch 256",
+            f"{label}: its convolutions alone, forward only, batch 256",
             forward_ceiling,
             "GFLOP/s",
-        )
-    )
-    flops_per_image = (
-        count_flops(lambda: module.eval()(torch.rand(1, module.hparams.in_channels, 48, 48))) / 1e9
-    )
+        ),
+        Row("inference", f"{label}: forward FLOPs per 48×48 image", flops_per_image, "GFLOP"),
+    ]
     rates = inference_rates(module, list(cfg.inference_batches), seconds, bool(cfg.compile))
     for engine, by_batch in rates.items():
         for size_batch, images in by_batch.items():
@@ -408,9 +417,8 @@ def run_bench(cfg: DictConfig) -> list[Row]:
                 else "not available"
             )
             target = "≥ 85%" if size_batch == 256 else ""
-            rows.append(
-                Row("inference", f"{engine}, batch {size_batch}", images, "images/s", ratio, target)
-            )
+            what = f"{label}, {engine}, batch {size_batch}"
+            rows.append(Row("inference", what, images, "images/s", ratio, target))
     return rows
 
 

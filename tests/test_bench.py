@@ -97,3 +97,17 @@ def test_speed_ups_do_not_change_validation_psnr(
         train(cfg)
         psnr.append(read_summary(tmp_path / fast)["best_epoch"]["val/psnr"])
     assert psnr[0] == pytest.approx(psnr[1], abs=0.1)
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("onnxruntime"), reason="onnxruntime absent")
+def test_onnx_export_of_the_corruption_aware_model_matches_eager() -> None:
+    from denoise.bench import _onnx_engine
+    from denoise.noise import add_salt_and_pepper
+
+    torch.manual_seed(0)
+    module = DenoisingModule(base_channels=4, depth=3, architecture="corruption_aware").eval()
+    noisy = add_salt_and_pepper(torch.rand(3, 1, 48, 48), 0.3)
+    with torch.inference_mode():
+        expected = module(noisy)
+    (restored,) = _onnx_engine(module, 1)(noisy)
+    torch.testing.assert_close(torch.from_numpy(restored), expected, rtol=1e-4, atol=1e-5)
