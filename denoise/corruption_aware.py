@@ -112,6 +112,7 @@ class CorruptionAwareUNet(nn.Module):
         for index, sigma in enumerate(sigmas):
             self.register_buffer(f"kernel{index}", gaussian_kernel(sigma), persistent=False)
         self.scales = len(sigmas)
+        self.size_multiple = self.backbone.size_multiple  # tiling aligns tiles to it
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         candidates = candidate_mask(noisy)

@@ -402,3 +402,16 @@ def test_predict_without_a_checkpoint_uses_the_shipped_blind_model(tmp_path: Pat
     assert np.array_equal(restored[untouched], noisy[untouched])  # clean pixels kept exactly
     error_before = np.abs(noisy.astype(int) - clean).mean()
     assert np.abs(restored.astype(int) - clean).mean() < error_before / 10
+
+
+def test_the_shipped_model_works_in_tiles(tmp_path: Path) -> None:
+    """Tiling asks the model for its size multiple: the corruption-aware model must tell."""
+    clean = smooth_images(1, 96, 112, seed=4)[0]
+    noisy = np.where(np.random.default_rng(4).random(clean.shape) < 0.2, 0, clean)
+    source = tmp_path / "noisy.png"
+    iio.imwrite(source, noisy.astype(np.uint8))
+    whole, tiled = tmp_path / "whole.png", tmp_path / "tiled.png"
+    predict(config("predict", input=source, output=whole))
+    predict(config("predict", input=source, output=tiled, tile_size=64, overlap=16))
+    difference = np.abs(iio.imread(whole).astype(int) - iio.imread(tiled))
+    assert difference.mean() < 0.5 and difference.max() <= 16  # 16 px of context, not 64
