@@ -34,12 +34,11 @@ from denoise.images import (
 )
 from denoise.inference import load_denoiser
 from denoise.module import DenoisingModule
-from denoise.tiling import denoise_image
+from denoise.tiling import default_tiling, denoise_image
 
 log = logging.getLogger(__name__)
 
 USAGE = "python -m denoise.predict input=IMAGE_OR_FOLDER output=PATH [ckpt_path=CHECKPOINT]"
-TILING_KEYS = ("tile_size", "overlap", "batch_size")
 
 
 class Job(NamedTuple):
@@ -85,7 +84,10 @@ def predict(cfg: DictConfig) -> list[Path]:
     source, target = Path(cfg.input), Path(cfg.output)
     jobs = plan_jobs(source, target)
     model = load_denoiser(cfg.ckpt_path, cfg.device)
-    tiling = {key: int(cfg[key]) for key in TILING_KEYS}
+    tiling = {
+        key: default if cfg[key] is None else int(cfg[key])
+        for key, default in default_tiling(model).items()
+    }
     folder_mode = source.is_dir()
     written = []
     with logging_redirect_tqdm():

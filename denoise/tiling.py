@@ -12,6 +12,13 @@ tiled result differed from the whole-image result by up to 0.12 (31 levels of 8 
 tile seams; with 64 px by at most 4e-6, i.e. the same image. A 512 px tile with 64 px of
 overlap keeps 384x384 of every 512x512 it computes (a 256 px tile would keep only 128x128),
 and a batch of 4 such tiles takes the memory of 16 tiles of 256 px.
+
+The corruption-aware model is different: trained on whole 48x48 images, it restores a large
+image much better cut into 48 px tiles than in one pass (scikit-image's 512x512 camera at 2%
+noise: 28.7 dB whole, 46.8 dB in 48 px tiles without overlap, 47.1 with 8 px; at 50%: 32.0
+to 32.2 dB either way). Its deep layers learned to use a whole face's context, borders
+included. :func:`default_tiling` therefore gives it 48 px tiles without overlap (8 px of
+overlap cost 4x the time for 0.3 dB).
 """
 
 from __future__ import annotations
@@ -22,6 +29,18 @@ from typing import NamedTuple
 import torch
 
 from denoise.module import DenoisingModule
+
+# 4 reference tiles of 512 px take about 0.8 GB on the CPU; 256 tiles of 48 px far less.
+REFERENCE_TILING = {"tile_size": 512, "overlap": 64, "batch_size": 4}
+CORRUPTION_AWARE_TILING = {"tile_size": 48, "overlap": 0, "batch_size": 256}
+
+
+def default_tiling(model: DenoisingModule) -> dict[str, int]:
+    """``tile_size``, ``overlap`` and ``batch_size`` (tiles at once) that suit the model's
+    architecture (see the module's notes)."""
+    if model.hparams.get("architecture") == "corruption_aware":
+        return dict(CORRUPTION_AWARE_TILING)
+    return dict(REFERENCE_TILING)
 
 
 class Span(NamedTuple):
