@@ -94,7 +94,6 @@ def export(cfg: DictConfig) -> Path:
         raise FileNotFoundError(f"{source}: no such checkpoint")
     card = training_card(run_dir)
     output = Path(cfg.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(output, mode="wb") as handle:
         torch.save(slim_checkpoint(source, card), handle)
     model = DenoisingModule.load_from_checkpoint(output, map_location="cpu")

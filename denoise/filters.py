@@ -48,10 +48,16 @@ def _per_plane_chunks(images: torch.Tensor, planes_per_chunk: int, fn: Filter) -
 
 def median_filter(images: torch.Tensor, size: int = 3) -> torch.Tensor:
     """Plain ``size`` x ``size`` median: the textbook baseline, which also blurs clean pixels."""
+    return _windowed_median(images, size)
+
+
+def _windowed_median(images: torch.Tensor, size: int, ignore_nan: bool = False) -> torch.Tensor:
+    """``size`` x ``size`` medians in chunks of planes that bound the gathered windows."""
     _check_odd("size", size, 1)
     height, width = images.shape[-2:]
     planes_per_chunk = GATHER_ELEMENTS // max(1, height * width * size * size)
-    return _per_plane_chunks(images, planes_per_chunk, partial(_median_planes, size=size))
+    median = partial(_median_planes, size=size, ignore_nan=ignore_nan)
+    return _per_plane_chunks(images, planes_per_chunk, median)
 
 
 def _median_planes(planes: torch.Tensor, size: int, ignore_nan: bool = False) -> torch.Tensor:
@@ -76,14 +82,8 @@ def clean_switching_median_filter(images: torch.Tensor, size: int = 3) -> torch.
     """Like :func:`switching_median_filter`, but the median is taken over the window's
     non-candidate pixels only, so neighbouring impulses do not vote (the plain median
     where a window has none)."""
-    _check_odd("size", size, 1)
     noise = candidate_mask(images).bool()
-    height, width = images.shape[-2:]
-    planes_per_chunk = GATHER_ELEMENTS // max(1, height * width * size * size)
-    masked = torch.where(noise, torch.nan, images)
-    clean_median = _per_plane_chunks(
-        masked, planes_per_chunk, partial(_median_planes, size=size, ignore_nan=True)
-    )
+    clean_median = _windowed_median(torch.where(noise, torch.nan, images), size, ignore_nan=True)
     fallback = torch.isnan(clean_median)
     if fallback.any():
         clean_median = torch.where(fallback, median_filter(images, size), clean_median)
