@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from denoise.resolvers import register_resolvers
+from denoise.runtime.resolvers import register_resolvers
 
 register_resolvers()

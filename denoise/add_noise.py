@@ -2,7 +2,7 @@
 
 ``python -m denoise.add_noise input=photo.png output=noisy.png amount=0.3 seed=0``
 
-The noise is the training noise (:mod:`denoise.noise`): each value of each colour channel is
+The noise is the training noise (:mod:`denoise.data.noise`): each value of each colour channel is
 replaced with probability ``amount``, by salt (the pixel type's maximum) with probability
 ``salt_vs_pepper``, else by pepper (0). Alpha is copied untouched. The same seed writes the
 same file, byte for byte.
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from denoise.images import (
+from denoise.data.noise import Amount, add_salt_and_pepper
+from denoise.files.images import (
     check_input_output,
     check_required,
     describe,
@@ -28,7 +29,6 @@ from denoise.images import (
     user_errors,
     write_image,
 )
-from denoise.noise import Amount, add_salt_and_pepper
 
 log = logging.getLogger(__name__)
 

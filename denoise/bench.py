@@ -27,11 +27,11 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from denoise.data import FERDataModule
-from denoise.fer_csv import load_fer_csv
-from denoise.inference import load_denoiser
-from denoise.module import DenoisingModule
-from denoise.noise import add_salt_and_pepper
+from denoise.data.datamodule import FERDataModule
+from denoise.data.fer_csv import load_fer_csv
+from denoise.data.noise import add_salt_and_pepper
+from denoise.inference.checkpoints import load_denoiser
+from denoise.models.module import DenoisingModule
 
 
 @dataclass

@@ -24,13 +24,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from denoise.data import FERDataModule, fixed_noise_codes, to_model_input
-from denoise.filters import classical_filters
-from denoise.inference import load_denoiser, resolve_checkpoint
-from denoise.metrics import image_metrics
-from denoise.module import DenoisingModule
-from denoise.noise import apply_salt_and_pepper
-from denoise.plots import image_rows, line_panels
+from denoise.data.datamodule import FERDataModule, fixed_noise_codes, to_model_input
+from denoise.data.noise import apply_salt_and_pepper
+from denoise.files.plots import image_rows, line_panels
+from denoise.inference.checkpoints import load_denoiser, resolve_checkpoint
+from denoise.models.filters import classical_filters
+from denoise.models.metrics import image_metrics
+from denoise.models.module import DenoisingModule
 
 log = logging.getLogger(__name__)
 

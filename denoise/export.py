@@ -20,11 +20,11 @@ import torch
 import yaml
 from omegaconf import DictConfig
 
-from denoise.atomic import atomic_file
-from denoise.images import user_errors
-from denoise.machine import describe_machine
-from denoise.module import DenoisingModule
-from denoise.summary import read_summary
+from denoise.files.atomic import atomic_file
+from denoise.files.images import user_errors
+from denoise.models.module import DenoisingModule
+from denoise.runtime.machine import describe_machine
+from denoise.training.summary import read_summary
 
 log = logging.getLogger(__name__)
 

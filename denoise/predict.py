@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from denoise.images import (
+from denoise.files.images import (
     IMAGE_SUFFIXES,
     ImageError,
     check_input_output,
@@ -32,9 +32,9 @@ from denoise.images import (
     user_errors,
     write_image,
 )
-from denoise.inference import load_denoiser
-from denoise.module import DenoisingModule
-from denoise.tiling import default_tiling, denoise_image
+from denoise.inference.checkpoints import load_denoiser
+from denoise.inference.tiling import default_tiling, denoise_image
+from denoise.models.module import DenoisingModule
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from denoise.atomic import atomic_file
-from denoise.summary import SUMMARY_FILE, read_summary
+from denoise.files.atomic import atomic_file
+from denoise.training.summary import SUMMARY_FILE, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +311,7 @@ def _write_plot(jobs: Sequence[Job], path: Path) -> bool:
     if plot is None:
         path.unlink(missing_ok=True)  # a plot from an earlier report would contradict the table
         return False
-    from denoise.plots import line_panels  # matplotlib only when there is something to draw
+    from denoise.files.plots import line_panels  # matplotlib only when there is something to draw
 
     panels, xlabel = plot
     line_panels(panels, xlabel=xlabel, path=path, title="Test PSNR by noise amount")

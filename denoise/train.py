@@ -18,9 +18,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from denoise.callbacks import MetricHistory
-from denoise.machine import describe_machine
-from denoise.summary import RunSummary, format_test_table
+from denoise.runtime.machine import describe_machine
+from denoise.training.callbacks import MetricHistory
+from denoise.training.summary import RunSummary, format_test_table
 
 log = logging.getLogger(__name__)
 

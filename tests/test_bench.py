@@ -19,10 +19,10 @@ from denoise.bench import (
     seconds_per_call,
     training_step,
 )
-from denoise.data import FERDataModule
-from denoise.module import DenoisingModule
-from denoise.summary import read_summary
+from denoise.data.datamodule import FERDataModule
+from denoise.models.module import DenoisingModule
 from denoise.train import train
+from denoise.training.summary import read_summary
 
 
 def tiny_module(**kwargs) -> DenoisingModule:
@@ -102,7 +102,7 @@ def test_speed_ups_do_not_change_validation_psnr(
 @pytest.mark.skipif(not importlib.util.find_spec("onnxruntime"), reason="onnxruntime absent")
 def test_onnx_export_of_the_corruption_aware_model_matches_eager() -> None:
     from denoise.bench import _onnx_engine
-    from denoise.noise import add_salt_and_pepper
+    from denoise.data.noise import add_salt_and_pepper
 
     torch.manual_seed(0)
     module = DenoisingModule(base_channels=4, depth=3, architecture="corruption_aware").eval()

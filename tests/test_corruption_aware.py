@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from denoise.corruption_aware import (
+from denoise.data.noise import add_salt_and_pepper, candidate_mask
+from denoise.models.corruption_aware import (
     CorruptionAwareUNet,
     gaussian_kernel,
     normalized_convolution_fill,
 )
-from denoise.losses import NegativePSNRLoss, make_loss
-from denoise.metrics import image_metrics
-from denoise.module import DenoisingModule, build_network
-from denoise.noise import add_salt_and_pepper, candidate_mask
+from denoise.models.losses import NegativePSNRLoss, make_loss
+from denoise.models.metrics import image_metrics
+from denoise.models.module import DenoisingModule, build_network
 
 KERNELS = [gaussian_kernel(sigma) for sigma in (1.0, 2.0, 4.0, 8.0)]
 

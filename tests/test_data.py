@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from denoise.data import FERDataModule
-from denoise.embedded import build_embedded_frame, embedded_csv_path
-from denoise.fer_csv import load_fer_csv
+from denoise.data.datamodule import FERDataModule
+from denoise.data.embedded import build_embedded_frame, embedded_csv_path
+from denoise.data.fer_csv import load_fer_csv
 
 
 def _datamodule(csv: Path | None, tmp_path: Path, **kwargs) -> FERDataModule:

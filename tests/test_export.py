@@ -14,12 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from skimage import data as skimage_data
 from skimage.transform import resize
 
+from denoise.data.noise import add_salt_and_pepper
 from denoise.export import export
-from denoise.filters import median_filter
-from denoise.inference import SHIPPED_WEIGHTS, load_denoiser
-from denoise.metrics import image_metrics
-from denoise.noise import add_salt_and_pepper
-from denoise.summary import read_summary
+from denoise.inference.checkpoints import SHIPPED_WEIGHTS, load_denoiser
+from denoise.models.filters import median_filter
+from denoise.models.metrics import image_metrics
+from denoise.training.summary import read_summary
 
 
 def _as_cli_run(run_dir: Path, overrides: list[str]) -> None:

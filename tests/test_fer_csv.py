@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import FER2013, fer_frame, requires_fer2013
 
-from denoise.fer_csv import CSVFormatError, load_fer_csv, parse_fer_csv
+from denoise.data.fer_csv import CSVFormatError, load_fer_csv, parse_fer_csv
 
 SPLITS = {"train": ["Training"], "val": ["PrivateTest"], "test": ["PublicTest"]}
 
@@ -55,7 +55,7 @@ def test_cache_is_written_once_and_reused(tmp_path: Path, tiny_csv: Path, monkey
     def fail(*args, **kwargs):
         raise AssertionError("the cached file was parsed again")
 
-    monkeypatch.setattr("denoise.fer_csv.parse_fer_csv", fail)
+    monkeypatch.setattr("denoise.data.fer_csv.parse_fer_csv", fail)
     second = load_fer_csv(tiny_csv, cache_dir, SPLITS)
 
     np.testing.assert_array_equal(first.images, second.images)

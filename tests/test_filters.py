@@ -8,8 +8,9 @@ import scipy.ndimage
 import torch
 from conftest import smooth_images
 
-import denoise.filters as filters
-from denoise.filters import (
+import denoise.models.filters as filters
+from denoise.data.noise import add_salt_and_pepper
+from denoise.models.filters import (
     adaptive_median_filter,
     biharmonic_inpainting,
     classical_filters,
@@ -17,7 +18,6 @@ from denoise.filters import (
     median_filter,
     switching_median_filter,
 )
-from denoise.noise import add_salt_and_pepper
 
 ALL_FILTERS = classical_filters(amf_max_window=7)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from denoise.metrics import image_metrics
-from denoise.module import DenoisingModule
+from denoise.models.metrics import image_metrics
+from denoise.models.module import DenoisingModule
 
 
 def test_psnr_is_averaged_per_image_not_pooled() -> None:
@@ -80,7 +80,7 @@ def test_channels_last_gives_the_same_outputs_and_gradients_as_eager_layout() ->
 
 
 def test_device_defaults_follow_the_hardware(monkeypatch) -> None:
-    from denoise.resolvers import device_default
+    from denoise.runtime.resolvers import device_default
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert (device_default("precision"), device_default("pin_memory")) == ("32-true", False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from denoise.noise import (
+from denoise.data.noise import (
     PEPPER,
     SALT,
     add_salt_and_pepper,

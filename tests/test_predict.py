@@ -20,11 +20,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from denoise.add_noise import add_noise
-from denoise.images import ImageError, read_image
-from denoise.module import DenoisingModule
-from denoise.noise import add_salt_and_pepper
+from denoise.data.noise import add_salt_and_pepper
+from denoise.files.images import ImageError, read_image
+from denoise.inference.tiling import default_tiling, denoise_image, tile_spans
+from denoise.models.module import DenoisingModule
 from denoise.predict import predict
-from denoise.tiling import default_tiling, denoise_image, tile_spans
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -407,7 +407,7 @@ def test_predict_without_a_checkpoint_uses_the_shipped_blind_model(tmp_path: Pat
 
 def test_the_shipped_model_denoises_large_images_in_its_own_48_px_tiles(tmp_path: Path) -> None:
     """Trained on whole 48x48 faces, the blind model restores a large image far better in
-    48 px tiles than in one pass (denoise/tiling.py has the figures); predict's defaults
+    48 px tiles than in one pass (denoise/inference/tiling.py has the figures); predict's defaults
     must pick that, and a tiling that is given explicitly must still win."""
     clean = (data_camera()[:192, :192]).astype(np.uint8)
     noisy = np.where(np.random.default_rng(4).random(clean.shape) < 0.02, 255, clean)

@@ -11,12 +11,12 @@ import pytest
 from conftest import REPO, TINY_MODEL, fer_frame
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from denoise.data import FERDataModule
-from denoise.fer_csv import CSVFormatError
-from denoise.metrics import image_metrics
-from denoise.module import DenoisingModule
-from denoise.summary import read_summary
+from denoise.data.datamodule import FERDataModule
+from denoise.data.fer_csv import CSVFormatError
+from denoise.models.metrics import image_metrics
+from denoise.models.module import DenoisingModule
 from denoise.train import train
+from denoise.training.summary import read_summary
 
 QUICK = [
     "trainer.max_epochs=2",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from denoise.unet import ConvModule, DenoisingUNet, PackedDropout, UpConvModule
+from denoise.models.unet import ConvModule, DenoisingUNet, PackedDropout, UpConvModule
 
 
 def test_default_model_is_the_reference_size() -> None:

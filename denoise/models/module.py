@@ -11,10 +11,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from denoise.corruption_aware import CorruptionAwareUNet
-from denoise.losses import make_loss
-from denoise.metrics import image_metrics
-from denoise.unet import DenoisingUNet
+from denoise.models.corruption_aware import CorruptionAwareUNet
+from denoise.models.losses import make_loss
+from denoise.models.metrics import image_metrics
+from denoise.models.unet import DenoisingUNet
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "frequency", "monitor")  # Lightning's keys, not the scheduler's
@@ -33,7 +33,7 @@ def build_network(
 ) -> nn.Module:
     """``unet``: the reference U-Net, re-synthesising every pixel. ``corruption_aware``:
     the same U-Net as a backbone that only rewrites black or white pixels (see
-    :mod:`denoise.corruption_aware`)."""
+    :mod:`denoise.models.corruption_aware`)."""
     if architecture == "unet":
         return DenoisingUNet(
             in_channels, out_channels, base_channels, depth, dropout, negative_slope, packed_dropout

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from denoise.atomic import atomic_file
+from denoise.files.atomic import atomic_file
 
 SUMMARY_FILE = "summary.json"
 TABLE_METRICS = (

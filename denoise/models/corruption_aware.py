@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from denoise.noise import candidate_mask
-from denoise.unet import DenoisingUNet
+from denoise.data.noise import candidate_mask
+from denoise.models.unet import DenoisingUNet
 
 DEFAULT_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 

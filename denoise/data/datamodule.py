@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from denoise.embedded import embedded_csv_path
-from denoise.fer_csv import load_fer_csv
-from denoise.noise import Amount, apply_salt_and_pepper, check_amount, sample_salt_and_pepper
+from denoise.data.embedded import embedded_csv_path
+from denoise.data.fer_csv import load_fer_csv
+from denoise.data.noise import Amount, apply_salt_and_pepper, check_amount, sample_salt_and_pepper
 
 log = logging.getLogger(__name__)
 

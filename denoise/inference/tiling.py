@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import torch
 
-from denoise.module import DenoisingModule
+from denoise.models.module import DenoisingModule
 
 # 4 reference tiles of 512 px take about 0.8 GB on the CPU; 256 tiles of 48 px far less.
 REFERENCE_TILING = {"tile_size": 512, "overlap": 64, "batch_size": 4}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from denoise.module import DenoisingModule
+from denoise.models.module import DenoisingModule
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -18,7 +18,7 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "blind-fer2013.ckpt"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "blind-fer2013.ckpt"
 
 
 def resolve_checkpoint(ckpt_path: str | os.PathLike | None) -> Path:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from skimage.restoration import inpaint_biharmonic
 
-from denoise.noise import candidate_mask
+from denoise.data.noise import candidate_mask
 
 # At most this many window elements are gathered at once (about 64 MiB of float32 values
 # plus 128 MiB of int64 indices), whatever the batch size.

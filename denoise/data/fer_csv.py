@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from denoise.atomic import atomic_file
+from denoise.files.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 

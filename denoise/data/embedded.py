@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from skimage import color, data, transform
 
-from denoise.atomic import atomic_file
+from denoise.files.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
