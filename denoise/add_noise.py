@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from denoise import CONFIG_PATH
 from denoise.data.noise import Amount, add_salt_and_pepper
 from denoise.files.images import (
     check_input_output,
@@ -29,6 +30,7 @@ from denoise.files.images import (
     user_errors,
     write_image,
 )
+from denoise.files.outputs import absolute
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +55,16 @@ def add_noise(cfg: DictConfig) -> Path:
     check_input_output(source, target)
     if target.suffix.lower() in LOSSY_SUFFIXES:
         log.warning(f"{target}: JPEG compression blurs the noise; .png keeps it exact")
+    log.info(f"Adding noise to {absolute(source)} into {absolute(target)}")
     array = read_image(source)
     amount = OmegaConf.to_object(cfg.amount) if OmegaConf.is_config(cfg.amount) else cfg.amount
     write_image(target, noisy_array(array, amount, float(cfg.salt_vs_pepper), int(cfg.seed)))
     log.info(f"{source} -> {target} ({describe(array)}, amount {amount}, seed {cfg.seed})")
+    log.info(f"Noisy image written to {absolute(target)}")
     return target
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="add_noise")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="add_noise")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         add_noise(cfg)

@@ -27,9 +27,11 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from denoise import CONFIG_PATH
 from denoise.data.datamodule import FERDataModule
 from denoise.data.fer_csv import load_fer_csv
 from denoise.data.noise import add_salt_and_pepper
+from denoise.files.outputs import absolute, folder_listing
 from denoise.inference.checkpoints import load_denoiser
 from denoise.models.module import DenoisingModule
 
@@ -431,16 +433,17 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 def main(cfg: DictConfig) -> None:
-    rows = run_bench(cfg)
     output = Path(cfg.paths.output_dir)
+    print(f"This benchmark writes into {absolute(output)}")
+    rows = run_bench(cfg)
     output.mkdir(parents=True, exist_ok=True)
     table = markdown(rows)
     (output / "bench.md").write_text(table + "\n")
     (output / "bench.json").write_text(json.dumps([asdict(row) for row in rows], indent=2))
     print(table)
-    print(f"\nWritten to {output}")
+    print("\n" + folder_listing(output, "Outputs of this benchmark in"))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from denoise import CONFIG_PATH
 from denoise.data.datamodule import FERDataModule, fixed_noise_codes, to_model_input
 from denoise.data.noise import apply_salt_and_pepper
+from denoise.files.outputs import absolute, folder_listing
 from denoise.files.plots import image_rows, line_panels
 from denoise.inference.checkpoints import load_denoiser, resolve_checkpoint
 from denoise.models.filters import classical_filters
@@ -186,6 +188,8 @@ def markdown_report(result: Evaluation, context: dict) -> str:
 
 def evaluate(cfg: DictConfig) -> Evaluation:
     """Load the checkpoint and the split, score every method, write the outputs."""
+    output_dir = Path(cfg.paths.output_dir)
+    log.info("This evaluation writes into %s", absolute(output_dir))
     model = load_denoiser(cfg.ckpt_path, cfg.device)
     datamodule: FERDataModule = instantiate(cfg.data, channels=model.hparams.in_channels)
     datamodule.prepare_data()
@@ -219,15 +223,15 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         "seed": cfg.seed,
         "amf_max_window": cfg.amf_max_window,
     }
-    output_dir = Path(cfg.paths.output_dir)
     write_outputs(result, output_dir, context)
     print("\n" + markdown_report(result, context))
     seconds = ", ".join(f"{method} {value:.1f}" for method, value in result.seconds.items())
-    print(f"Seconds per method: {seconds}\nWritten to {output_dir}")
+    print(f"Seconds per method: {seconds}\n")
+    print(folder_listing(output_dir, "Outputs of this evaluation in"))
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

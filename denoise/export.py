@@ -20,8 +20,10 @@ import torch
 import yaml
 from omegaconf import DictConfig
 
+from denoise import CONFIG_PATH
 from denoise.files.atomic import atomic_file
 from denoise.files.images import user_errors
+from denoise.files.outputs import absolute, human_size
 from denoise.models.module import DenoisingModule
 from denoise.runtime.machine import describe_machine
 from denoise.training.summary import read_summary
@@ -94,6 +96,7 @@ def export(cfg: DictConfig) -> Path:
         raise FileNotFoundError(f"{source}: no such checkpoint")
     card = training_card(run_dir)
     output = Path(cfg.output)
+    log.info("Exporting %s to %s", absolute(source), absolute(output))
     with atomic_file(output, mode="wb") as handle:
         torch.save(slim_checkpoint(source, card), handle)
     model = DenoisingModule.load_from_checkpoint(output, map_location="cpu")
@@ -101,11 +104,12 @@ def export(cfg: DictConfig) -> Path:
     card_path = output.with_suffix(".md")
     with atomic_file(card_path, mode="w") as handle:
         handle.write(card_markdown(card, output, parameters))
-    log.info("Wrote %s (%.1f MB) and %s", output, output.stat().st_size / 1e6, card_path)
+    size = human_size(output.stat().st_size)
+    log.info("Wrote %s (%s) and its model card %s", absolute(output), size, absolute(card_path))
     return output
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         export(cfg)

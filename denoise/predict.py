@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from denoise import CONFIG_PATH
 from denoise.files.images import (
     IMAGE_SUFFIXES,
     ImageError,
@@ -32,6 +33,7 @@ from denoise.files.images import (
     user_errors,
     write_image,
 )
+from denoise.files.outputs import absolute
 from denoise.inference.checkpoints import load_denoiser
 from denoise.inference.tiling import default_tiling, denoise_image
 from denoise.models.module import DenoisingModule
@@ -83,6 +85,7 @@ def predict(cfg: DictConfig) -> list[Path]:
     check_required(cfg, USAGE)
     source, target = Path(cfg.input), Path(cfg.output)
     jobs = plan_jobs(source, target)
+    log.info(f"Denoising {absolute(source)} into {absolute(target)}")
     model = load_denoiser(cfg.ckpt_path, cfg.device)
     tiling = {
         key: default if cfg[key] is None else int(cfg[key])
@@ -107,11 +110,13 @@ def predict(cfg: DictConfig) -> list[Path]:
     if not written:
         raise ImageError(f"{source}: no readable image in this folder")
     if folder_mode:
-        log.info(f"{len(written)} of {len(jobs)} images denoised into {target}")
+        log.info(f"{len(written)} of {len(jobs)} images denoised into {absolute(target)}")
+    else:
+        log.info(f"Denoised image written to {absolute(target)}")
     return written
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         predict(cfg)

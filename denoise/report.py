@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from denoise.files.atomic import atomic_file
+from denoise.files.outputs import absolute
 from denoise.training.summary import SUMMARY_FILE, read_summary
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,16 @@ REPORT_CSV = "report.csv"
 REPORT_PLOT = "report_psnr_vs_amount.png"
 AMOUNT_KEY = "data.noise.amount"
 USAGE = "usage: python -m denoise.report SWEEP_DIR"
+HELP = f"""{USAGE}
+
+Compare the jobs of a sweep (a folder of python -m denoise.train -m ...): one row per job with
+its overrides, status, test PSNR, SSIM and MSE, the noisy input's PSNR, the best validation
+PSNR, epochs and wall time, and a plot of test PSNR against data.noise.amount.
+
+Writes {REPORT_MD}, {REPORT_CSV} and {REPORT_PLOT} into SWEEP_DIR and prints the table.
+Every sweep already writes them when it ends; run this to refresh them, e.g. while it runs.
+
+example: python -m denoise.report outputs/multirun/2026-11-25/14-10-00"""
 ERROR_CHARS = 80  # a failed job's error, shortened to keep the table readable
 
 Row = dict[str, Any]
@@ -303,7 +314,7 @@ def write_report(sweep_dir: str | Path) -> str:
         written.append(REPORT_PLOT)
     else:
         notes.append("No completed job with a test PSNR and a noise amount yet: no plot.")
-    return "\n".join([markdown, *notes, f"Wrote {', '.join(written)} in {sweep_dir}"])
+    return "\n".join([markdown, *notes, f"Wrote {', '.join(written)} in {absolute(sweep_dir)}"])
 
 
 def _write_plot(jobs: Sequence[Job], path: Path) -> bool:
@@ -320,10 +331,14 @@ def _write_plot(jobs: Sequence[Job], path: Path) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in args):
+        print(HELP)
+        return 0
     if len(args) != 1 or not Path(args[0]).is_dir():
         problem = f"{args[0]}: no such folder\n" if len(args) == 1 else ""
         print(f"{problem}{USAGE}", file=sys.stderr)
         return 2
+    print(f"Reporting on the sweep in {absolute(args[0])}")
     print(write_report(args[0]))
     return 0
 

@@ -18,6 +18,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from denoise import CONFIG_PATH
+from denoise.files.outputs import absolute, folder_listing
 from denoise.runtime.machine import describe_machine
 from denoise.training.callbacks import MetricHistory
 from denoise.training.summary import RunSummary, format_test_table
@@ -30,6 +32,7 @@ HPARAM_SECTIONS = ("seed", "data", "model", "trainer")
 def train(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, and return ``cfg.optimized_metric`` for sweepers."""
     output_dir = Path(cfg.paths.output_dir)
+    log.info("This run writes into %s", absolute(output_dir))
     summary = RunSummary(output_dir)
     started = time.perf_counter()
     summary.update(
@@ -46,8 +49,10 @@ def train(cfg: DictConfig) -> float | None:
             error=f"{type(error).__name__}: {error}",
             wall_time_s=round(time.perf_counter() - started, 1),
         )
+        log.info(folder_listing(output_dir, "The failed run left"))
         raise
     summary.update(status="completed", wall_time_s=round(time.perf_counter() - started, 1))
+    log.info(folder_listing(output_dir, "Outputs of this run in"))
     return result
 
 
@@ -111,7 +116,7 @@ def _task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     return train(cfg)
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from denoise import CONFIG_MODULE
+
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
 FER2013 = REPO.parent / "shared" / "data" / "fer2013.csv.xz"
 TINY_MODEL = ["model.base_channels=4", "model.depth=3", "model.dropout=0.0"]
 
@@ -58,11 +59,12 @@ def tiny_csv(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def compose_config(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
-    """Compose a primary config of ``conf/`` with every output path under ``tmp_path``."""
+    """Compose a primary config of ``conf/``, found as the commands find it (the package
+    ``denoise.conf``), with every output path under ``tmp_path``."""
 
     def _compose(config_name: str, *overrides: str, output_dir: Path | None = None) -> DictConfig:
         output_dir = output_dir or tmp_path / "run"
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             cfg = compose(
                 config_name,
                 overrides=[

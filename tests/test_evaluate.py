@@ -99,6 +99,7 @@ def test_evaluate_command_writes_tables_plots_and_beats_noise(
         assert (out / image).stat().st_size > 5_000
     printed = capsys.readouterr().out
     assert "| method | 10% | 50% |" in printed and "| U-Net |" in printed
+    assert f"Outputs of this evaluation in {out}:" in printed and "metrics.json" in printed
 
 
 def test_evaluate_without_a_checkpoint_scores_the_shipped_blind_model(

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONF_DIR
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 from skimage import data as skimage_data
 from skimage.transform import resize
 
+from denoise import CONFIG_MODULE
 from denoise.data.noise import add_salt_and_pepper
 from denoise.export import export
 from denoise.inference.checkpoints import SHIPPED_WEIGHTS, load_denoiser
@@ -30,7 +30,7 @@ def _as_cli_run(run_dir: Path, overrides: list[str]) -> None:
 
 
 def _export_config(run_dir: Path, output: Path) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose("export", overrides=[f"run_dir='{run_dir}'", f"output='{output}'"])
 
 

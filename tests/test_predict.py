@@ -379,6 +379,9 @@ def test_both_command_lines_end_to_end(checkpoint: Path, tmp_path: Path) -> None
     )
     assert clean.returncode == 0, clean.stderr[-2000:]
     assert "noisy.png -> clean.png (53x37 RGB uint8" in clean.stdout
+    where = tmp_path.resolve()  # the absolute paths, whatever folder the command ran from
+    assert f"Denoising {where / 'noisy.png'} into {where / 'clean.png'}" in clean.stdout
+    assert f"Denoised image written to {where / 'clean.png'}" in clean.stdout
     assert iio.imread(tmp_path / "clean.png").shape == RGB.shape
 
     failed = _run_cli("denoise.add_noise", "input=absent.png", "output=x.png", cwd=tmp_path)

@@ -197,6 +197,8 @@ def test_cli_writes_the_report_and_prints_the_table(sweep: Path, tmp_path: Path)
     result = _cli("sweep", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Reporting on the sweep in {sweep.resolve()}\n")
+    assert f"in {sweep.resolve()}" in result.stdout.splitlines()[-1]
     assert (sweep / REPORT_MD).read_text() in result.stdout
     assert (sweep / REPORT_CSV).exists() and (sweep / REPORT_PLOT).exists()
 
@@ -209,6 +211,15 @@ def test_cli_exits_2_with_usage_on_a_missing_folder_or_wrong_arguments(
     assert result.returncode == 2
     assert "usage: python -m denoise.report SWEEP_DIR" in result.stderr
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_cli_help_prints_the_usage_and_what_it_writes(tmp_path: Path, flag: str) -> None:
+    result = _cli(flag, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m denoise.report SWEEP_DIR")
+    assert REPORT_MD in result.stdout and "no such folder" not in result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_callback_writes_the_report_of_the_sweep_dir(sweep: Path, capsys) -> None:

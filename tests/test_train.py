@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -34,12 +35,20 @@ def _events(run_dir: Path) -> EventAccumulator:
 
 
 def test_train_writes_checkpoints_logs_summary_and_returns_the_metric(
-    compose_train, tiny_csv: Path, tmp_path: Path, capsys
+    compose_train, tiny_csv: Path, tmp_path: Path, capsys, caplog
 ) -> None:
     cfg = compose_train(f"data.csv_path={tiny_csv}", *TINY_MODEL, *QUICK)
     run_dir = Path(cfg.paths.output_dir)
+    caplog.set_level(logging.INFO, logger="denoise")
 
     value = train(cfg)
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"This run writes into {run_dir}" in messages[0]  # said before any work
+    listing = messages[-1].splitlines()
+    assert listing[0] == f"Outputs of this run in {run_dir}:"
+    listed = {line.split()[0] for line in listing[1:]}
+    assert {"checkpoints/best.ckpt", "checkpoints/last.ckpt", "summary.json"} <= listed
 
     summary = read_summary(run_dir)
     assert summary["status"] == "completed"

@@ -1,17 +1,25 @@
-"""OmegaConf resolvers that let ``conf/`` pick device-dependent defaults."""
+"""OmegaConf resolvers that ``conf/`` interpolates: defaults that depend on the device, and
+the config groups a command's ``--help`` lists."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.resources import files
 
 import torch
 from omegaconf import OmegaConf
 
+from denoise import CONFIG_MODULE
+
 
 def register_resolvers() -> None:
     """``${device:precision}`` is bf16 mixed precision on a GPU and float32 on the CPU (where
-    bf16 convolutions are slower); ``${device:pin_memory}`` pins host memory only for a GPU."""
-    if OmegaConf.has_resolver("device"):
-        return
-    OmegaConf.register_new_resolver("device", device_default)
+    bf16 convolutions are slower); ``${device:pin_memory}`` pins host memory only for a GPU.
+    ``${config_groups:${hydra.runtime.choices}}`` is the help text of a command's groups."""
+    resolvers = {"device": device_default, "config_groups": config_groups_help}
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def device_default(key: str) -> str | bool:
@@ -20,3 +28,30 @@ def device_default(key: str) -> str | bool:
     if key not in defaults:
         raise KeyError(f"unknown device default {key!r}; one of {sorted(defaults)}")
     return defaults[key]
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: the YAML files of its folder in ``conf/``."""
+    folder = files(CONFIG_MODULE).joinpath(group)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml")
+    )
+
+
+def config_groups_help(choices: Mapping[str, str | None]) -> str:
+    """A section for ``--help``: each group that this command composed (Hydra's
+    ``hydra.runtime.choices``), its current option and the others, so that ``evaluate --help``
+    does not offer the training groups. Hydra's own groups (``hydra/...``) are left out."""
+    rows = [
+        (group, choice or "null", ", ".join(group_options(group)))
+        for group, choice in sorted(choices.items())
+        if group != "hydra" and not group.startswith("hydra/")
+    ]
+    if not rows:
+        return ""
+    width = max(len(f"{group}={choice}") for group, choice, _ in rows)
+    lines = ["== Config groups (group=option; the current one, then all) =="]
+    lines += [f"{f'{group}={choice}':<{width}}   {options}" for group, choice, options in rows]
+    return "\n".join(lines) + "\n\n"
