@@ -350,6 +350,13 @@ class SweepReport(Callback):
     """Registered in ``conf/hydra/default.yaml``: every multirun ends with its report.
     A report that cannot be written is a warning: it must never fail the sweep."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Say where the sweep goes before its first job starts."""
+        try:
+            print(f"This sweep writes into {absolute(_sweep_dir(config))}")
+        except ValueError as error:
+            log.warning("No sweep folder: %s", error)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._report(config)
 

@@ -217,6 +217,11 @@ def test_multirun_writes_one_folder_per_job_named_by_overrides(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    said = completed.stdout + completed.stderr
+    assert f"This sweep writes into {sweep_dir.resolve()}" in said
+    assert (
+        f"Wrote report.md, report.csv, report_psnr_vs_amount.png in {sweep_dir.resolve()}" in said
+    )
 
     jobs = sorted(path for path in sweep_dir.iterdir() if path.is_dir())
     assert [job.name.split(",")[0] for job in jobs] == [
