@@ -27,12 +27,15 @@ from tqdm.auto import tqdm
 from denoise import CONFIG_PATH
 from denoise.data.datamodule import FERDataModule, fixed_noise_codes, to_model_input
 from denoise.data.noise import apply_salt_and_pepper
-from denoise.files.outputs import absolute, folder_listing
+from denoise.data.settings import check_data_settings
+from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
 from denoise.files.plots import image_rows, line_panels
 from denoise.inference.checkpoints import load_denoiser, resolve_checkpoint
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import image_metrics
 from denoise.models.module import DenoisingModule
+from denoise.runtime.errors import SettingError, user_errors
+from denoise.runtime.settings import fractions, number_in, one_of, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +189,36 @@ def markdown_report(result: Evaluation, context: dict) -> str:
     )
 
 
+def check_evaluation_settings(cfg: DictConfig) -> None:
+    """Every value that would fail mid-evaluation, checked before the model or data load."""
+    check_data_settings(cfg)
+    one_of(cfg, "split", tuple(cfg.data.splits))
+    densities = fractions(cfg, "densities")
+    examples = fractions(cfg, "example_densities", allow_empty=True)
+    if not set(examples) <= set(densities):
+        raise SettingError(
+            f"example_densities={_listed(examples)}: "
+            f"each must be one of densities={_listed(densities)}"
+        )
+    whole_number(cfg, "example_count", minimum=0)
+    whole_number(cfg, "batch_size")
+    whole_number(cfg, "limit", optional=True)
+    whole_number(cfg, "seed", minimum=0)
+    number_in(cfg, "salt_vs_pepper", 0.0, 1.0)
+    window = whole_number(cfg, "amf_max_window", minimum=3)
+    if window % 2 == 0:
+        raise SettingError(f"amf_max_window={window}: must be an odd whole number of at least 3")
+
+
+def _listed(values: Sequence[float]) -> str:
+    return "[" + ",".join(f"{value:g}" for value in values) + "]"
+
+
 def evaluate(cfg: DictConfig) -> Evaluation:
     """Load the checkpoint and the split, score every method, write the outputs."""
     output_dir = Path(cfg.paths.output_dir)
     log.info("This evaluation writes into %s", absolute(output_dir))
+    check_evaluation_settings(cfg)
     model = load_denoiser(cfg.ckpt_path, cfg.device)
     datamodule: FERDataModule = instantiate(cfg.data, channels=model.hparams.in_channels)
     datamodule.prepare_data()
@@ -233,7 +262,8 @@ def evaluate(cfg: DictConfig) -> Evaluation:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    with user_errors(cleanup=discard_unused_output_dir):
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

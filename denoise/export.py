@@ -22,15 +22,17 @@ from omegaconf import DictConfig
 
 from denoise import CONFIG_PATH
 from denoise.files.atomic import atomic_file
-from denoise.files.images import user_errors
 from denoise.files.outputs import absolute, human_size
-from denoise.models.module import DenoisingModule
+from denoise.inference.checkpoints import model_from_checkpoint, read_checkpoint, resolve_checkpoint
+from denoise.runtime.errors import SettingError, UserError, require_settings, user_errors
 from denoise.runtime.machine import describe_machine
 from denoise.training.summary import read_summary
 
 log = logging.getLogger(__name__)
 
 KEPT_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version")
+CHECKPOINTS = ("best", "last")
+USAGE = "python -m denoise.export run_dir=RUN_FOLDER output=FILE.ckpt [checkpoint=best|last]"
 CARD_KEY = "denoise_card"
 
 
@@ -39,11 +41,14 @@ def training_card(run_dir: Path) -> dict[str, Any]:
     summary = read_summary(run_dir)
     if summary is None or summary.get("status") != "completed":
         state = "no summary.json" if summary is None else f"status {summary.get('status')!r}"
-        raise ValueError(f"{run_dir}: not a completed training run ({state})")
-    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+        raise UserError(f"{run_dir}: not a completed training run ({state})")
+    hydra_dir = run_dir / ".hydra"
+    if not (hydra_dir / "overrides.yaml").is_file() or not (hydra_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir}: no .hydra/config.yaml and overrides.yaml: not a run folder")
+    overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []
     return {
         "command": shlex.join(["python", "-m", "denoise.train", *overrides]),
-        "config": (run_dir / ".hydra" / "config.yaml").read_text(),
+        "config": (hydra_dir / "config.yaml").read_text(),
         "wall_time_s": summary.get("wall_time_s"),
         "epochs": summary.get("epochs_completed"),
         "machine": summary.get("machine")
@@ -54,13 +59,9 @@ def training_card(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def slim_checkpoint(source: Path, card: dict[str, Any]) -> dict[str, Any]:
+def slim_checkpoint(checkpoint: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
     """The loadable part of a training checkpoint, plus the card."""
-    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
-    missing = [key for key in KEPT_KEYS if key not in checkpoint]
-    if missing:
-        raise ValueError(f"{source}: not a denoise training checkpoint (no {', '.join(missing)})")
-    return {**{key: checkpoint[key] for key in KEPT_KEYS}, CARD_KEY: card}
+    return {**{key: checkpoint[key] for key in KEPT_KEYS if key in checkpoint}, CARD_KEY: card}
 
 
 def card_markdown(card: dict[str, Any], weights: Path, parameters: int) -> str:
@@ -89,17 +90,24 @@ def card_markdown(card: dict[str, Any], weights: Path, parameters: int) -> str:
 
 
 def export(cfg: DictConfig) -> Path:
-    """Write the slim checkpoint and its card; check that the file loads on its own."""
-    run_dir = Path(cfg.run_dir)
-    source = run_dir / "checkpoints" / f"{cfg.checkpoint}.ckpt"
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: no such checkpoint")
+    """Write the slim checkpoint and its card, from a checkpoint that was read without running
+    any code and that builds its model, so a failed export leaves nothing behind."""
+    require_settings(cfg, USAGE)
+    run_dir = Path(cfg.run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run folder", fix=f"usage: {USAGE}")
+    if cfg.checkpoint not in CHECKPOINTS:
+        raise SettingError(f"checkpoint={cfg.checkpoint}: must be one of {', '.join(CHECKPOINTS)}")
+    source = resolve_checkpoint(run_dir / "checkpoints" / f"{cfg.checkpoint}.ckpt")
+    output = Path(cfg.output).expanduser()
+    if output.is_dir() or output.suffix != ".ckpt":
+        raise SettingError(f"output={cfg.output}: name a .ckpt file to write")
     card = training_card(run_dir)
-    output = Path(cfg.output)
+    checkpoint = read_checkpoint(source)
+    model = model_from_checkpoint(checkpoint, source)
     log.info("Exporting %s to %s", absolute(source), absolute(output))
     with atomic_file(output, mode="wb") as handle:
-        torch.save(slim_checkpoint(source, card), handle)
-    model = DenoisingModule.load_from_checkpoint(output, map_location="cpu")
+        torch.save(slim_checkpoint(checkpoint, card), handle)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     card_path = output.with_suffix(".md")
     with atomic_file(card_path, mode="w") as handle:

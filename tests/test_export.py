@@ -19,6 +19,7 @@ from denoise.export import export
 from denoise.inference.checkpoints import SHIPPED_WEIGHTS, load_denoiser
 from denoise.models.filters import median_filter
 from denoise.models.metrics import image_metrics
+from denoise.runtime.errors import UserError
 from denoise.training.summary import read_summary
 
 
@@ -63,7 +64,7 @@ def test_export_refuses_a_run_that_did_not_complete(tiny_checkpoint: Path, tmp_p
     summary = json.loads((run_dir / "summary.json").read_text())
     (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "failed"}))
     output = tmp_path / "out.ckpt"
-    with pytest.raises(ValueError, match="not a completed training run \\(status 'failed'\\)"):
+    with pytest.raises(UserError, match="not a completed training run \\(status 'failed'\\)"):
         export(_export_config(run_dir, output))
     assert not output.exists()
 

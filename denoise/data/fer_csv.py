@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from denoise.files.atomic import atomic_file
+from denoise.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ PARSE_CHUNK_ROWS = 2048
 FIRST_DATA_ROW = 2  # spreadsheet numbering: the header is row 1
 
 
-class CSVFormatError(ValueError):
+class CSVFormatError(UserError):
     """A FER-style CSV that cannot be used as it is."""
 
 
@@ -116,6 +117,8 @@ def check_splits(usage: np.ndarray, splits: Mapping[str, Sequence[str]], path: P
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        raise CSVFormatError(f"{path}: is a folder; data.csv_path takes a FER-style CSV file")
     if not path.is_file():
         raise CSVFormatError(f"{path}: no such file")
     try:

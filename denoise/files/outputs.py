@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
 
 def absolute(path: str | os.PathLike) -> Path:
     """``path`` as the user can find it from any folder (no symlinks resolved)."""
@@ -36,3 +39,40 @@ def folder_listing(folder: str | os.PathLike, title: str) -> str:
         for path in files
     ]
     return "\n".join(lines)
+
+
+RUN_RECORD = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "summary.json")
+
+
+def discard_run_record(folder: str | os.PathLike, log_name: str) -> bool:
+    """Remove a run folder that holds nothing but its own record (Hydra's ``.hydra/``, the
+    command's log, ``summary.json``): a command stopped by a user error before doing any work
+    leaves no folder behind. A folder holding anything else is kept, and so is every folder
+    from the current one up. Returns whether the folder went."""
+    folder = absolute(folder)
+    if not folder.is_dir():
+        return False
+    files = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    if not files <= {*RUN_RECORD, log_name}:
+        return False
+    for name in files:
+        (folder / name).unlink(missing_ok=True)
+    keep = {absolute(Path.cwd()), *absolute(Path.cwd()).parents}
+    for empty in (folder / ".hydra", folder, *folder.parents):
+        if empty in keep:
+            break
+        try:
+            empty.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty: another run lives there
+            break
+    return not folder.exists()
+
+
+def discard_unused_output_dir() -> None:
+    """After a user error: a single run's folder that holds only its record goes; a sweep's
+    job folder stays, so that the sweep report shows why the job failed."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.RUN and hydra_cfg.output_subdir is not None:
+        discard_run_record(hydra_cfg.runtime.output_dir, f"{hydra_cfg.job.name}.log")

@@ -1,24 +1,38 @@
-"""Load a trained denoiser for inference, wherever its checkpoint was trained."""
+"""Read checkpoints safely and load a trained denoiser, wherever its checkpoint was trained.
+
+Every checkpoint any command reads goes through :func:`read_checkpoint`: ``torch.load`` with
+``weights_only=True``, so a crafted pickle is refused instead of run, and a file that is not a
+checkpoint of this project is named as such in one line.
+"""
 
 from __future__ import annotations
 
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from denoise.models.module import DenoisingModule
+from denoise.runtime.errors import UserError
+
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "blind-fer2013.ckpt"
+REQUIRED_KEYS = ("state_dict", "hyper_parameters")
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that is missing, unreadable, unsafe or of another model."""
 
 
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` takes the GPU when there is one."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "blind-fer2013.ckpt"
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise UserError(f"device={device}: not a device ({error})") from None
 
 
 def resolve_checkpoint(ckpt_path: str | os.PathLike | None) -> Path:
@@ -26,25 +40,85 @@ def resolve_checkpoint(ckpt_path: str | os.PathLike | None) -> Path:
     No ``ckpt_path`` means the blind model shipped in the package."""
     if not ckpt_path:
         if not SHIPPED_WEIGHTS.is_file():
-            raise FileNotFoundError(
-                f"{SHIPPED_WEIGHTS}: the shipped weights are missing from this install; "
-                "pass ckpt_path=outputs/runs/…/checkpoints/best.ckpt"
+            raise CheckpointError(
+                f"{SHIPPED_WEIGHTS}: the shipped weights are missing from this install",
+                fix="pass ckpt_path=outputs/runs/…/checkpoints/best.ckpt",
             )
         return SHIPPED_WEIGHTS
     path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; ckpt_path takes a .ckpt file")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
+        raise CheckpointError(f"{path}: no such checkpoint")
     return path
 
 
-def load_denoiser(ckpt_path: str | os.PathLike | None, device: str = "auto") -> DenoisingModule:
-    """A checkpoint's model in eval mode (dropout off, BatchNorm on its running statistics);
-    a file that is no checkpoint is named as such."""
-    path = resolve_checkpoint(ckpt_path)
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """The contents of a checkpoint this project wrote, loaded without running any code."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: not a denoise checkpoint (the file is empty)")
     try:
-        model = DenoisingModule.load_from_checkpoint(path, map_location=pick_device(device))
-    except (pickle.UnpicklingError, EOFError, KeyError, OSError, RuntimeError) as error:
-        raise ValueError(
-            f"{path}: not a denoise checkpoint ({type(error).__name__}: {error})"
-        ) from error
-    return model.eval()
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = (
+            "it holds Python objects beyond weights, which are never loaded: they could run code"
+            if "GLOBAL" in str(error)
+            else "not a file that torch.save writes"
+        )
+        raise CheckpointError(f"{path}: not a denoise checkpoint ({reason})") from None
+    except Exception as error:  # an untrusted file: its decoder may fail in any way
+        reason = (
+            f"{type(error).__name__}: {_first_line(error)}"
+            if _looks_like_torch_file(path)
+            else "not a file that torch.save writes"
+        )
+        raise CheckpointError(f"{path}: not a denoise checkpoint ({reason})") from None
+    missing = [
+        key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint
+    ]
+    if missing:
+        raise CheckpointError(f"{path}: not a denoise checkpoint (no {' and no '.join(missing)})")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> DenoisingModule:
+    """The model a checkpoint describes, with its weights; a checkpoint of another project or
+    of a mismatched model is a CheckpointError, not a state-dict traceback."""
+    hyper_parameters = dict(checkpoint["hyper_parameters"])
+    try:
+        model = DenoisingModule(**hyper_parameters)
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"{path}: not a denoise checkpoint (its hyperparameters build no denoise model: "
+            f"{_first_line(error)})"
+        ) from None
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        architecture = hyper_parameters.get("architecture", "unet")
+        raise CheckpointError(
+            f"{path}: its weights do not fit the {architecture} model its hyperparameters "
+            f"describe ({_first_line(error)})"
+        ) from None
+    return model
+
+
+def load_denoiser(ckpt_path: str | os.PathLike | None, device: str = "auto") -> DenoisingModule:
+    """A checkpoint's model in eval mode (dropout off, BatchNorm on its running statistics)."""
+    path = resolve_checkpoint(ckpt_path)
+    target = pick_device(device)
+    model = model_from_checkpoint(read_checkpoint(path), path)
+    return model.to(target).eval()
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, before torch 1.6, a pickle)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK") or head[:1] == b"\x80"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:200]
