@@ -31,9 +31,12 @@ from denoise import CONFIG_PATH
 from denoise.data.datamodule import FERDataModule
 from denoise.data.fer_csv import load_fer_csv
 from denoise.data.noise import add_salt_and_pepper
-from denoise.files.outputs import absolute, folder_listing
+from denoise.data.settings import check_data_settings
+from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
 from denoise.inference.checkpoints import load_denoiser
 from denoise.models.module import DenoisingModule
+from denoise.runtime.errors import SettingError, user_errors
+from denoise.runtime.settings import positive_number, setting, whole_number
 
 
 @dataclass
@@ -435,8 +438,35 @@ def markdown(rows: list[Row]) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 def main(cfg: DictConfig) -> None:
+    with user_errors(cleanup=discard_unused_output_dir):
+        bench(cfg)
+
+
+def check_bench_settings(cfg: DictConfig) -> None:
+    """Every value that would fail minutes into the benchmark, checked before it starts."""
+    if cfg.get("csv_path") and not Path(cfg.csv_path).expanduser().is_file():
+        raise SettingError(f"csv_path={cfg.csv_path}: no such file")
+    positive_number(cfg, "min_seconds")
+    batches = setting(cfg, "inference_batches")
+    if (
+        not isinstance(batches, list)
+        or not batches
+        or not all(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in batches
+        )
+    ):
+        raise SettingError(f"inference_batches={batches}: must be a list of batch sizes >= 1")
+    whole_number(cfg, "peak_memory_batches", minimum=0)
+    for key in ("image_size", "channels", "batch_size"):
+        whole_number(cfg, f"reference.{key}")
+    check_data_settings(cfg)
+
+
+def bench(cfg: DictConfig) -> None:
+    """Measure every row, then write bench.md and bench.json and print the table."""
     output = Path(cfg.paths.output_dir)
     print(f"This benchmark writes into {absolute(output)}")
+    check_bench_settings(cfg)
     rows = run_bench(cfg)
     output.mkdir(parents=True, exist_ok=True)
     table = markdown(rows)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from denoise.files.atomic import atomic_file
 from denoise.files.outputs import absolute
-from denoise.training.summary import SUMMARY_FILE, read_summary
+from denoise.training.summary import DIED, SUMMARY_FILE, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ HELP = f"""{USAGE}
 
 Compare the jobs of a sweep (a folder of python -m denoise.train -m ...): one row per job with
 its overrides, status, test PSNR, SSIM and MSE, the noisy input's PSNR, the best validation
-PSNR, epochs and wall time, and a plot of test PSNR against data.noise.amount.
+PSNR, epochs and wall time, and a plot of test PSNR against data.noise.amount. A job that
+says running but whose process is gone (killed, or its machine lost power) shows as died.
 
 Writes {REPORT_MD}, {REPORT_CSV} and {REPORT_PLOT} into SWEEP_DIR and prints the table.
 Every sweep already writes them when it ends; run this to refresh them, e.g. while it runs.
@@ -158,6 +159,7 @@ def collect_rows(sweep_dir: str | Path) -> list[Row]:
 
 
 def job_status(job: Job) -> str:
+    """``read_summary`` has already turned a "running" job whose process is gone into died."""
     if not job.summary_readable:
         return "unreadable summary"
     if job.summary is None:
@@ -165,6 +167,8 @@ def job_status(job: Job) -> str:
     status = job.summary.get("status")
     if status == "failed":
         return f"failed: {_shorten(str(job.summary.get('error') or 'no error recorded'))}"
+    if status == DIED:
+        return f"{DIED} ({_shorten(str(job.summary.get('died_reason') or 'process gone'))})"
     if status in ("completed", "running"):
         return status
     return f"unknown ({status})" if status else "unknown"
@@ -335,8 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(HELP)
         return 0
     if len(args) != 1 or not Path(args[0]).is_dir():
-        problem = f"{args[0]}: no such folder\n" if len(args) == 1 else ""
-        print(f"{problem}{USAGE}", file=sys.stderr)
+        problem = (
+            f"{args[0]}: no such folder"
+            if len(args) == 1
+            else f"one SWEEP_DIR expected, got {len(args)} arguments"
+        )
+        print(f"error: {problem}\n{USAGE}", file=sys.stderr)
         return 2
     print(f"Reporting on the sweep in {absolute(args[0])}")
     print(write_report(args[0]))

@@ -19,9 +19,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from denoise import CONFIG_PATH
-from denoise.files.outputs import absolute, folder_listing
+from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
+from denoise.runtime.errors import user_errors
 from denoise.runtime.machine import describe_machine
 from denoise.training.callbacks import MetricHistory
+from denoise.training.preflight import check_resume, check_training_settings
 from denoise.training.summary import RunSummary, format_test_table
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ def train(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, and return ``cfg.optimized_metric`` for sweepers."""
     output_dir = Path(cfg.paths.output_dir)
     log.info("This run writes into %s", absolute(output_dir))
+    check_training_settings(cfg)
+    check_resume(cfg)
     summary = RunSummary(output_dir)
     started = time.perf_counter()
     summary.update(
@@ -40,9 +44,11 @@ def train(cfg: DictConfig) -> float | None:
         overrides=_task_overrides(),
         output_dir=str(output_dir),
         machine=describe_machine(),
+        resumed_from=cfg.get("ckpt_path"),
     )
     try:
-        result = _fit_and_test(cfg, summary)
+        with summary.alive():  # pid, host and a heartbeat: a killed run reads as died
+            result = _fit_and_test(cfg, summary)
     except BaseException as error:
         summary.update(
             status="failed",
@@ -58,9 +64,12 @@ def train(cfg: DictConfig) -> float | None:
 
 def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
     if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        log.info("Seed %s: weights, shuffling and training noise repeat exactly", cfg.seed)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
+    datamodule.prepare_data()  # the data's errors come now, before the Trainer starts
+    datamodule.setup("fit")
     history = MetricHistory()
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
@@ -68,7 +77,7 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
         cfg.trainer, callbacks=[*callbacks, history], logger=loggers or False
     )
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     best_epoch = history.best(checkpoint.monitor, checkpoint.mode) if checkpoint else None
@@ -118,7 +127,8 @@ def _task_overrides() -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+    with user_errors(cleanup=discard_unused_output_dir):
+        return train(cfg)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from denoise.report import (
     to_markdown,
     write_report,
 )
+from denoise.training.summary import process_identity
 
 COMMON = ["trainer.max_epochs=3", "data.csv_path=/data/fer.csv"]
 
@@ -111,6 +114,30 @@ def test_rows_one_per_job_in_job_order_with_status_and_metrics(sweep: Path) -> N
     for row in rows[3:]:
         assert all(row[key] is None for key in METRICS), row
     assert rows[3]["wall_time_s"] == 1.5  # a failed job still says when it gave up
+
+
+def test_a_running_job_whose_process_is_gone_shows_as_died(tmp_path: Path) -> None:
+    now = datetime.now().astimezone()
+    history = completed(0.0, 0.0, [21.0, 23.5])["val_history"]
+    gone = {
+        "status": "running",
+        "process": {"pid": 4321, "host": "gpu-2"},  # another host: judged by the heartbeat
+        "heartbeat": (now - timedelta(minutes=20)).isoformat(),
+        "val_history": history,
+        "epochs_completed": 2,
+    }
+    alive = {"status": "running", "process": process_identity(), "heartbeat": now.isoformat()}
+    make_job(tmp_path, "0-gone", 0.1, gone)
+    make_job(tmp_path, "1-alive", 0.1, alive)
+    make_job(tmp_path, "2-before-heartbeats", 0.1, {"status": "running"})
+
+    rows = collect_rows(tmp_path)
+
+    died = r"died \(no heartbeat since (\d{4}-\d\d-\d\d )?\d\d:\d\d, pid 4321 on gpu-2 silent "
+    assert re.fullmatch(died + r"for over 15 min\)", rows[0]["status"]), rows[0]["status"]
+    assert rows[0]["epochs_completed"] == 2 and rows[0]["best_val_psnr"] == 23.5
+    assert [row["status"] for row in rows[1:]] == ["running", "running"]
+    assert f"| {rows[0]['status']} |" in to_markdown(rows)
 
 
 def test_long_errors_are_cut_to_one_short_line(tmp_path: Path) -> None:

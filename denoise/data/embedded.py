@@ -39,7 +39,7 @@ def embedded_csv_path(cache_dir: str | os.PathLike, size: int = 48) -> Path:
     path = Path(cache_dir).expanduser() / "embedded" / f"skimage-{size}px-v{EMBEDDED_VERSION}.csv"
     if not path.exists():
         log.info("Building the embedded default data from scikit-image's images into %s", path)
-        with atomic_file(path, mode="w") as handle:
+        with atomic_file(path, mode="w", replace=False) as handle:  # two runs: one file
             build_embedded_frame(size).to_csv(handle, index=False)
     return path
 

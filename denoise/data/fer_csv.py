@@ -9,6 +9,8 @@ row 1) and the problem; no cache is written for it.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import logging
 import lzma
@@ -63,6 +65,7 @@ def load_fer_csv(
     must belong to one of them and every split must get at least one row.
     """
     path = Path(path).expanduser()
+    _check_is_file(path)  # before "Parsing …" is said of a file that is not there
     cache_file = _cache_file(path, cache_dir, height, width) if cache_dir else None
     if cache_file is not None and cache_file.exists():
         try:
@@ -116,13 +119,23 @@ def check_splits(usage: np.ndarray, splits: Mapping[str, Sequence[str]], path: P
             )
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
+def _check_is_file(path: Path) -> None:
     if path.is_dir():
         raise CSVFormatError(f"{path}: is a folder; data.csv_path takes a FER-style CSV file")
     if not path.is_file():
         raise CSVFormatError(f"{path}: no such file")
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    _check_is_file(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except UnicodeDecodeError as error:
+        row, byte = _first_undecodable_row(path)
+        where = f"{path}, row {row}" if row else str(path)
+        raise CSVFormatError(
+            f"{where}: not UTF-8 text (byte 0x{byte:02x}); save the CSV as UTF-8"
+        ) from error
     except (OSError, ValueError, EOFError, lzma.LZMAError, zlib.error) as error:
         raise CSVFormatError(f"{path}: cannot be read as a CSV: {error}") from error
     frame.columns = [str(name).strip() for name in frame.columns]
@@ -134,6 +147,21 @@ def _read_frame(path: Path) -> pd.DataFrame:
             f"a FER-style CSV has 'emotion', 'pixels' and 'Usage')"
         )
     return frame
+
+
+def _first_undecodable_row(path: Path) -> tuple[int | None, int]:
+    """The spreadsheet row (header = 1) of the first line that is not UTF-8, and its bad
+    byte, reading the file through the decompressor its suffix names."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix, open)
+    if path.suffix == ".zip":
+        return None, 0
+    with opener(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return number, line[error.start]
+    return None, 0
 
 
 def _parse_pixels(texts: np.ndarray, path: Path, height: int, width: int) -> np.ndarray:
@@ -160,9 +188,10 @@ def _parse_pixels(texts: np.ndarray, path: Path, height: int, width: int) -> np.
             raise CSVFormatError(f"{path}: 'pixels' of rows {start + FIRST_DATA_ROW}+ do not parse")
         too_large = np.flatnonzero(values > 255)
         if too_large.size:
-            row = start + int(too_large[0]) // expected
+            row, column = divmod(int(too_large[0]), expected)
+            token = rows[row].split(" ")[column]  # as written: int64 saturates on huge ones
             raise CSVFormatError(
-                f"{path}, row {row + FIRST_DATA_ROW}: pixel value {values[too_large[0]]} "
+                f"{path}, row {start + row + FIRST_DATA_ROW}: pixel value {token} "
                 "is not an integer in 0-255"
             )
         images[start : start + len(rows)] = values.reshape(len(rows), expected)
@@ -214,5 +243,5 @@ def _read_cache(cache_file: Path) -> FERArrays:
 
 
 def _write_cache(cache_file: Path, arrays: FERArrays) -> None:
-    with atomic_file(cache_file) as handle:
+    with atomic_file(cache_file, replace=False) as handle:  # two runs at once: one cache
         np.savez(handle, images=arrays.images, usage=arrays.usage, emotion=arrays.emotion)

@@ -1,4 +1,5 @@
-"""Callbacks: a fixed preview grid of validation images, and the per-epoch metric history."""
+"""Callbacks: a fixed preview grid of validation images, and the per-epoch metric history
+(also written into the live run's ``summary.json``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Any
 
 import lightning as L
 import torch
+
+from denoise.training.summary import active_summary
 
 
 def image_grid(columns: list[torch.Tensor], gap: int = 2) -> torch.Tensor:
@@ -45,11 +48,19 @@ class ValidationPreview(L.Callback):
 
 
 class MetricHistory(L.Callback):
-    """Keeps every epoch's validation metrics, for the run summary and the sweep report."""
+    """Keeps every epoch's validation metrics, for the run summary and the sweep report.
+
+    Inside ``RunSummary.alive()`` it also writes them into ``summary.json`` as each epoch
+    ends, so that a run killed mid-way still shows the epochs it completed; its state goes
+    into checkpoints, so a resumed run starts with the epochs of its checkpoint."""
 
     def __init__(self, prefix: str = "val/") -> None:
         self.prefix = prefix
         self.epochs: list[dict[str, float]] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """After a checkpoint is restored: a resumed run shows its inherited epochs at once."""
+        self._record(epochs_completed=trainer.current_epoch)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -60,6 +71,15 @@ class MetricHistory(L.Callback):
             if name.startswith(self.prefix)
         }
         self.epochs.append({"epoch": trainer.current_epoch, **metrics})
+        self._record()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(epochs_completed=trainer.current_epoch + 1)
+
+    def _record(self, **fields: Any) -> None:
+        summary = active_summary()
+        if summary is not None:
+            summary.update(val_history=self.epochs, **fields)
 
     def best(self, monitor: str, mode: str = "min") -> dict[str, float] | None:
         """The epoch whose ``monitor`` value was best (the one ModelCheckpoint keeps)."""
