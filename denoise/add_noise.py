@@ -5,7 +5,8 @@
 The noise is the training noise (:mod:`denoise.data.noise`): each value of each colour channel is
 replaced with probability ``amount``, by salt (the pixel type's maximum) with probability
 ``salt_vs_pepper``, else by pepper (0). Alpha is copied untouched. The same seed writes the
-same file, byte for byte.
+same file, byte for byte. The input is read as predict reads it (:func:`read_image`: the same
+files, modes and ``max_pixels`` limit, and the same one-line errors).
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from denoise import CONFIG_PATH
 from denoise.data.noise import Amount, add_salt_and_pepper
 from denoise.files.images import (
     check_input_output,
-    check_required,
     describe,
     image_to_tensor,
     read_image,
     tensor_to_image,
-    user_errors,
     write_image,
 )
 from denoise.files.outputs import absolute
+from denoise.runtime.errors import require_settings, user_errors
+from denoise.runtime.settings import whole_number
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,14 @@ def noisy_array(
 
 def add_noise(cfg: DictConfig) -> Path:
     """Write a noisy copy of ``cfg.input`` to ``cfg.output``; return the output path."""
-    check_required(cfg, USAGE)
+    require_settings(cfg, USAGE)
+    max_pixels = whole_number(cfg, "max_pixels", optional=True)
     source, target = Path(cfg.input), Path(cfg.output)
     check_input_output(source, target)
     if target.suffix.lower() in LOSSY_SUFFIXES:
         log.warning(f"{target}: JPEG compression blurs the noise; .png keeps it exact")
     log.info(f"Adding noise to {absolute(source)} into {absolute(target)}")
-    array = read_image(source)
+    array = read_image(source, max_pixels)
     amount = OmegaConf.to_object(cfg.amount) if OmegaConf.is_config(cfg.amount) else cfg.amount
     write_image(target, noisy_array(array, amount, float(cfg.salt_vs_pepper), int(cfg.seed)))
     log.info(f"{source} -> {target} ({describe(array)}, amount {amount}, seed {cfg.seed})")

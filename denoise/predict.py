@@ -2,8 +2,10 @@
 
 ``python -m denoise.predict input=photo.png output=clean.png [ckpt_path=…/best.ckpt]``, or
 ``input=folder/ output=out/`` for every image of a folder. Each output keeps its input's size,
-colour layout and pixel type; alpha is copied untouched. Nothing else is written (no
-``outputs/`` or ``.hydra/`` folder).
+colour layout and pixel type; alpha is copied untouched (:mod:`denoise.files.images` says how
+each kind of image is read). Nothing else is written (no ``outputs/`` or ``.hydra/`` folder).
+In folder mode a file that cannot be read or written is one warning; the other files are still
+denoised, and the command then ends with an error that counts them.
 """
 
 from __future__ import annotations
@@ -24,23 +26,25 @@ from denoise.files.images import (
     IMAGE_SUFFIXES,
     ImageError,
     check_input_output,
-    check_required,
+    check_writable,
     describe,
     image_to_tensor,
     is_image_file,
     read_image,
     tensor_to_image,
-    user_errors,
     write_image,
 )
 from denoise.files.outputs import absolute
 from denoise.inference.checkpoints import load_denoiser
 from denoise.inference.tiling import default_tiling, denoise_image
 from denoise.models.module import DenoisingModule
+from denoise.runtime.errors import UserError, require_settings, user_errors
+from denoise.runtime.settings import whole_number
 
 log = logging.getLogger(__name__)
 
 USAGE = "python -m denoise.predict input=IMAGE_OR_FOLDER output=PATH [ckpt_path=CHECKPOINT]"
+LISTED_FAILURES = 5  # file names in the final count line; each failure has its own warning
 
 
 class Job(NamedTuple):
@@ -51,14 +55,14 @@ class Job(NamedTuple):
 def plan_jobs(source: Path, target: Path) -> list[Job]:
     """Every (input, output) pair, checked before the model loads."""
     if not source.exists():
-        raise FileNotFoundError(f"{source}: no such file or folder")
+        raise ImageError(f"{source}: no such file or folder")
     if not source.is_dir():
         check_input_output(source, target)
         return [Job(source, target)]
     if target.is_file() or (not target.exists() and is_image_file(target)):
-        raise NotADirectoryError(f"{target}: for a folder input, output must be a folder")
+        raise ImageError(f"{target}: for a folder input, output must be a folder")
     if target.resolve() == source.resolve():
-        raise ValueError(f"{target}: the outputs would overwrite the inputs; choose another folder")
+        raise ImageError(f"{target}: the outputs would overwrite the inputs; choose another folder")
     files = sorted(path for path in source.iterdir() if path.is_file())
     for path in files:
         if not is_image_file(path):
@@ -79,10 +83,12 @@ def denoise_array(model: DenoisingModule, array: np.ndarray, **tiling: int) -> n
 def predict(cfg: DictConfig) -> list[Path]:
     """Denoise ``cfg.input`` (a file or a folder) into ``cfg.output``; return the files written.
 
-    In folder mode a file that is not a readable image is skipped with a warning; a folder
-    without any readable image is an error.
+    In folder mode a file that cannot be read or written is reported and skipped, and the
+    others are still denoised; the command then fails with the count, so that a script
+    notices (the files that did work are kept).
     """
-    check_required(cfg, USAGE)
+    require_settings(cfg, USAGE)
+    max_pixels = whole_number(cfg, "max_pixels", optional=True)
     source, target = Path(cfg.input), Path(cfg.output)
     jobs = plan_jobs(source, target)
     log.info(f"Denoising {absolute(source)} into {absolute(target)}")
@@ -92,27 +98,32 @@ def predict(cfg: DictConfig) -> list[Path]:
         for key, default in default_tiling(model).items()
     }
     folder_mode = source.is_dir()
-    written = []
+    written, failed = [], []
     with logging_redirect_tqdm():
         for job in tqdm(jobs, desc="denoising", unit="image", disable=not folder_mode):
             try:
-                array = read_image(job.source)
+                array = read_image(job.source, max_pixels)
+                check_writable(job.target, array)  # before the model's work, not after
+                started = time.perf_counter()
+                write_image(job.target, denoise_array(model, array, **tiling))
             except ImageError as error:
                 if not folder_mode:
                     raise
                 log.warning(f"skipping {error}")
+                failed.append(job.source.name)
                 continue
-            started = time.perf_counter()
-            write_image(job.target, denoise_array(model, array, **tiling))
             seconds = time.perf_counter() - started
             log.info(f"{job.source} -> {job.target} ({describe(array)}, {seconds:.1f} s)")
             written.append(job.target)
-    if not written:
-        raise ImageError(f"{source}: no readable image in this folder")
-    if folder_mode:
-        log.info(f"{len(written)} of {len(jobs)} images denoised into {absolute(target)}")
-    else:
+    if not folder_mode:
         log.info(f"Denoised image written to {absolute(target)}")
+        return written
+    summary = f"{len(written)} of {len(jobs)} images denoised into {absolute(target)}"
+    if failed:
+        names = ", ".join(failed[:LISTED_FAILURES])
+        more = f" and {len(failed) - LISTED_FAILURES} more" if len(failed) > LISTED_FAILURES else ""
+        raise UserError(f"{summary}; {len(failed)} failed: {names}{more}")
+    log.info(summary)
     return written
 
 

@@ -1,13 +1,17 @@
-"""predict and add_noise: every supported image layout, tiling, folder mode and both CLIs."""
+"""predict and add_noise: every supported image layout and Pillow mode, tiling, folder mode,
+bad inputs and both CLIs."""
 
 from __future__ import annotations
 
 import inspect
 import logging
 import os
+import re
+import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -18,13 +22,16 @@ import torch
 from conftest import REPO, smooth_images
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from PIL import Image
+from test_images_bad_input import chunk, png_header
 
 from denoise.add_noise import add_noise
 from denoise.data.noise import add_salt_and_pepper
-from denoise.files.images import ImageError, read_image
+from denoise.files.images import DEFAULT_MAX_PIXELS, ImageError, pillow_pixels, read_image
 from denoise.inference.tiling import default_tiling, denoise_image, tile_spans
 from denoise.models.module import DenoisingModule
 from denoise.predict import predict
+from denoise.runtime.errors import UserError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -162,77 +169,354 @@ def test_predict_jpeg_keeps_size_and_type(
     assert np.abs(written.astype(float) - expected).mean() < 2  # JPEG quality 95
 
 
-def test_folder_mode_writes_each_image_under_its_name_and_skips_the_rest(
+def saved(image: Image.Image, name: str, **options: object) -> Callable[[Path], np.ndarray]:
+    """What read_image makes of ``image`` saved by Pillow as ``name``."""
+
+    def read(folder: Path) -> np.ndarray:
+        image.save(folder / name, **options)
+        return read_image(folder / name)
+
+    return read
+
+
+def in_memory(image: Image.Image) -> Callable[[Path], np.ndarray]:
+    """For the modes that no format Pillow writes holds: what read_image makes of the image."""
+    return lambda folder: pillow_pixels(image, "in memory")
+
+
+def palette_image(indices: np.ndarray, colours: list[tuple[int, int, int]]) -> Image.Image:
+    image = Image.frombytes("P", indices.shape[::-1], np.ascontiguousarray(indices).tobytes())
+    image.putpalette([value for colour in colours for value in colour])
+    return image
+
+
+def pixels(values: list, dtype: type = np.uint8) -> np.ndarray:
+    return np.array(values, dtype=dtype)
+
+
+INDICES = pixels([[0, 1, 2], [2, 1, 0]])
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+PALETTE_RGB = pixels([[COLOURS[i] for i in row] for row in INDICES.tolist()])
+DEEP = pixels([[0, 1, 300], [4000, 65534, 65535]], np.uint16)
+FLOAT = pixels([[0.0, 0.25, 0.5], [0.75, 0.125, 1.0]], np.float32)
+SOLID_CMYK = np.zeros((16, 32, 4), np.uint8)
+SOLID_CMYK[:, :16], SOLID_CMYK[:, 16:] = (0, 255, 255, 0), (255, 255, 0, 0)  # red, blue ink
+SOLID_RGB = np.zeros((16, 32, 3), np.uint8)
+SOLID_RGB[:, :16], SOLID_RGB[:, 16:] = (255, 0, 0), (0, 0, 255)
+
+
+def colour_row(mode: str, colours: list[tuple[int, ...]]) -> Image.Image:
+    """One row of pixels of known colour, given in ``mode``'s own bytes."""
+    data = bytes(value % 256 for colour in colours for value in colour)
+    return Image.frombytes(mode, (len(colours), 1), data)
+
+
+RED_GREEN_WHITE_BLACK = pixels([[(255, 0, 0), (0, 255, 0), (255, 255, 255), (0, 0, 0)]])
+
+# mode -> (how to get what read_image makes of it, the pixels expected, tolerance)
+MODES: dict[str, tuple[Callable[[Path], np.ndarray], np.ndarray, float]] = {
+    "1": (saved(Image.fromarray(INDICES == 1), "bits.png"), (INDICES == 1) * pixels(255), 0),
+    "L": (saved(Image.fromarray(INDICES * 100), "grey.png"), INDICES * 100, 0),
+    "LA": (
+        saved(Image.fromarray(np.dstack([INDICES, INDICES * 50]), "LA"), "grey_alpha.png"),
+        np.dstack([INDICES, INDICES * 50]),
+        0,
+    ),
+    "P": (saved(palette_image(INDICES, COLOURS), "palette.png"), PALETTE_RGB, 0),
+    "P, transparent": (
+        saved(palette_image(INDICES, COLOURS), "clear.png", transparency=1),
+        np.dstack([PALETTE_RGB, np.where(INDICES == 1, 0, 255).astype(np.uint8)]),
+        0,
+    ),
+    "P, grey palette": (
+        saved(palette_image(INDICES, [(0, 0, 0), (128, 128, 128), (255, 255, 255)]), "g.bmp"),
+        pixels([[0, 128, 255], [255, 128, 0]]),
+        0,
+    ),
+    "PA": (
+        saved(
+            Image.merge("PA", [palette_image(INDICES, COLOURS), Image.fromarray(INDICES * 9)]),
+            "palette_alpha.tif",
+        ),
+        np.dstack([PALETTE_RGB, INDICES * 9]),
+        0,
+    ),
+    "RGB": (saved(Image.fromarray(PALETTE_RGB), "rgb.png"), PALETTE_RGB, 0),
+    "RGBA": (
+        saved(Image.fromarray(np.dstack([PALETTE_RGB, INDICES * 9])), "rgba.png"),
+        np.dstack([PALETTE_RGB, INDICES * 9]),
+        0,
+    ),
+    "RGB, LZW TIFF (Pillow decodes it)": (
+        saved(Image.fromarray(PALETTE_RGB), "lzw.tif", compression="tiff_lzw"),
+        PALETTE_RGB,
+        0,
+    ),
+    "RGBa (premultiplied)": (
+        in_memory(Image.frombytes("RGBa", (1, 1), bytes([100, 50, 20, 128]))),
+        pixels([[[199, 99, 39, 128]]]),  # 100 * 255 / 128 ...
+        0,
+    ),
+    "La (premultiplied)": (
+        in_memory(Image.frombytes("La", (1, 1), bytes([100, 128]))),
+        pixels([[[199, 128]]]),
+        0,
+    ),
+    "CMYK, JPEG": (saved(Image.fromarray(SOLID_CMYK, "CMYK"), "ink.jpg"), SOLID_RGB, 4),
+    "CMYK, TIFF": (
+        saved(
+            colour_row("CMYK", [(0, 255, 255, 0), (255, 0, 255, 0), (0, 0, 0, 0), (0, 0, 0, 255)]),
+            "ink.tif",
+        ),
+        RED_GREEN_WHITE_BLACK,
+        0,
+    ),
+    "YCbCr": (
+        saved(
+            colour_row("YCbCr", [(76, 85, 255), (150, 44, 21), (255, 128, 128), (0, 128, 128)]),
+            "ycc.tif",
+        ),
+        RED_GREEN_WHITE_BLACK,
+        2,
+    ),
+    "LAB": (  # L* in 0-255; a*, b* as signed bytes; Pillow's sRGB is within 11 of exact
+        saved(
+            colour_row("LAB", [(136, 80, 67), (224, -86, 83), (128, 0, 0), (255, 0, 0), (0, 0, 0)]),
+            "lab.tif",
+        ),
+        pixels([[(255, 0, 0), (0, 255, 0), (119, 119, 119), (255, 255, 255), (0, 0, 0)]]),
+        12,
+    ),
+    "HSV": (
+        in_memory(colour_row("HSV", [(0, 255, 255), (85, 255, 255), (0, 0, 255), (0, 0, 0)])),
+        RED_GREEN_WHITE_BLACK,
+        1,
+    ),
+    "I;16, PNG": (saved(Image.fromarray(DEEP), "deep.png"), DEEP, 0),
+    "I;16B, TIFF": (
+        saved(Image.frombytes("I;16B", (3, 2), DEEP.astype(">u2").tobytes()), "big_endian.tif"),
+        DEEP,
+        0,
+    ),
+    "I;16B": (in_memory(Image.frombytes("I;16B", (3, 2), DEEP.astype(">u2").tobytes())), DEEP, 0),
+    "I;16L": (in_memory(Image.frombytes("I;16L", (3, 2), DEEP.astype("<u2").tobytes())), DEEP, 0),
+    "I (32-bit), TIFF": (saved(Image.fromarray(DEEP.astype(np.int32)), "i32.tif"), DEEP, 0),
+    "I (32-bit), LZW TIFF": (
+        saved(Image.fromarray(DEEP.astype(np.int32)), "i32_lzw.tif", compression="tiff_lzw"),
+        DEEP,
+        0,
+    ),
+    "F, TIFF": (saved(Image.fromarray(FLOAT), "float.tif"), FLOAT, 0),
+    "F, LZW TIFF": (
+        saved(Image.fromarray(FLOAT), "float_lzw.tif", compression="tiff_lzw"),
+        FLOAT,
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_pillow_mode_is_read_as_its_pixels(mode: str, tmp_path: Path) -> None:
+    read, expected, tolerance = MODES[mode]
+    array = read(tmp_path)
+    assert array.dtype == expected.dtype and array.shape == expected.shape, (
+        array.dtype,
+        array.shape,
+    )
+    assert np.abs(array.astype(np.float64) - expected).max() <= tolerance, array
+
+
+def test_planar_tiff_is_read_with_its_samples_last(tmp_path: Path) -> None:
+    iio.imwrite(
+        tmp_path / "planar.tif", RGB.transpose(2, 0, 1), photometric="rgb", planarconfig="separate"
+    )
+    assert np.array_equal(read_image(tmp_path / "planar.tif"), RGB)
+
+
+def test_16_bit_colour_png_is_read_as_8_bit_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pillow has no 16-bit colour mode; the high byte is what it keeps."""
+    deep = np.dstack([DEEP, DEEP[::-1], DEEP[:, ::-1]])
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in deep)
+    header = struct.pack(">IIBBBBB", 3, 2, 16, 2, 0, 0, 0)  # 16-bit RGB
+    path = tmp_path / "deep_rgb.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    caplog.set_level(logging.WARNING, logger="denoise")
+    array = read_image(path)
+    assert array.dtype == np.uint8 and np.array_equal(array, (deep >> 8).astype(np.uint8))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: 16-bit colour read as 8-bit, the most Pillow reads; "
+        "an uncompressed or deflate TIFF keeps 16 bits"
+    ]
+
+
+def test_predict_turns_a_cmyk_jpeg_into_rgb(
+    tiny_model: DenoisingModule, checkpoint: Path, tmp_path: Path
+) -> None:
+    """Read as RGBA once (alpha 0 everywhere, colours inverted); now as the RGB it shows."""
+    source, target = tmp_path / "ink.jpg", tmp_path / "clean.png"  # PNG: compare exactly
+    Image.fromarray(SOLID_CMYK, "CMYK").save(source)
+    run_predict(checkpoint, source, target)
+    written = iio.imread(target)
+    assert written.shape == SOLID_RGB.shape and written.dtype == np.uint8
+    assert np.abs(written.astype(float) - expected_output(tiny_model, SOLID_RGB)).max() <= 1
+
+
+def test_add_noise_keeps_the_transparency_of_a_palette_image(tmp_path: Path) -> None:
+    source = tmp_path / "clear.png"
+    palette_image(np.tile(INDICES, (20, 20)), COLOURS).save(source, transparency=1)
+    noisy = iio.imread(run_add_noise(source, tmp_path / "noisy.png", amount=0.5))
+    alpha = np.where(np.tile(INDICES, (20, 20)) == 1, 0, 255)
+    assert noisy.shape == (40, 60, 4) and np.array_equal(noisy[..., 3], alpha)
+    assert (noisy[..., :3] != np.tile(PALETTE_RGB, (20, 20, 1))).mean() > 0.15  # 0 or 255
+
+
+def test_folder_mode_writes_each_image_under_its_name_and_reports_the_rest(
     checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = tmp_path / "in"
     (folder / "nested").mkdir(parents=True)
     iio.imwrite(folder / "a.png", GREY)
     iio.imwrite(folder / "b.TIF", RGB)
-    iio.imwrite(folder / "nested" / "c.png", GREY)  # folders are not searched
+    iio.imwrite(folder / "c.png", GREY)
+    iio.imwrite(folder / "nested" / "d.png", GREY)  # folders are not searched
     (folder / "notes.txt").write_text("not a picture")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 8)
+    out = tmp_path / "out" / "new"
+    (out / "c.png").mkdir(parents=True)  # c.png cannot be written: a folder has that name
     caplog.set_level(logging.INFO, logger="denoise")
 
-    written = run_predict(checkpoint, folder, tmp_path / "out" / "new")
+    summary = f"2 of 4 images denoised into {out}; 2 failed: broken.png, c.png"
+    with pytest.raises(UserError, match=f"^{re.escape(summary)}$"):  # after all the others
+        run_predict(checkpoint, folder, out)
 
-    out = tmp_path / "out" / "new"
-    assert written == [out / "a.png", out / "b.TIF"]
-    assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.TIF"]
+    assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.TIF", "c.png"]
     assert iio.imread(out / "b.TIF").shape == RGB.shape
+    assert list((out / "c.png").iterdir()) == []  # no temporary file left
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("notes.txt" in message for message in warnings)
-    assert any("broken.png: not a readable image" in message for message in warnings)
+    assert warnings == [
+        f"skipping {folder / 'notes.txt'}: not an image file (.png .jpg .jpeg .bmp .tif .tiff)",
+        f"skipping {folder / 'broken.png'}: damaged PNG file (truncated)",
+        f"skipping {out / 'c.png'}: cannot write the file (a folder has that name)",
+    ]
     assert any("a.png -> " in r.getMessage() for r in caplog.records)
 
 
-def test_folder_without_a_readable_image_is_an_error(checkpoint: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "docs"
+def test_folder_mode_counts_and_lists_the_failures(checkpoint: Path, tmp_path: Path) -> None:
+    folder, out = tmp_path / "docs", tmp_path / "out"
     folder.mkdir()
     (folder / "notes.txt").write_text("not a picture")
-    with pytest.raises(ImageError, match=r"docs: no image file in this folder"):
-        run_predict(checkpoint, folder, tmp_path / "out")
-    (folder / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(ImageError, match=r"docs: no readable image in this folder"):
-        run_predict(checkpoint, folder, tmp_path / "out")
+    with pytest.raises(ImageError, match=r"docs: no image file in this folder \(\.png .*\)$"):
+        run_predict(checkpoint, folder, out)
+    for index in range(7):
+        (folder / f"b{index}.png").write_bytes(b"not a png")
+    names = "b0.png, b1.png, b2.png, b3.png, b4.png and 2 more"
+    summary = f"0 of 7 images denoised into {out}; 7 failed: {names}"
+    with pytest.raises(UserError, match=f"^{re.escape(summary)}$"):
+        run_predict(checkpoint, folder, out)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
-    ("name", "content"),
-    [("notes.txt", b"hello"), ("photo.png", b"\x89PNG\r\n\x1a\n" + b"junk" * 8)],
+    ("name", "content", "problem"),
+    [
+        ("notes.txt", b"hello", "not an image file (not PNG, JPEG, BMP or TIFF data)"),
+        ("photo.png", b"\x89PNG\r\n\x1a\n" + b"junk" * 8, "damaged PNG file (truncated)"),
+        (
+            "huge.png",
+            png_header(12000, 12000),
+            "12000x12000 is 144 megapixels, over max_pixels=50000000; "
+            "set max_pixels higher, or to null for no limit",
+        ),
+    ],
 )
 def test_a_file_that_is_no_image_is_named_in_the_error(
-    name: str, content: bytes, checkpoint: Path, tmp_path: Path
+    name: str, content: bytes, problem: str, checkpoint: Path, tmp_path: Path
 ) -> None:
     source = tmp_path / name
     source.write_bytes(content)
-    with pytest.raises(ImageError, match=rf"{name}: not a readable image"):
+    with pytest.raises(ImageError, match=f"^{re.escape(f'{source}: {problem}')}$"):
         run_predict(checkpoint, source, tmp_path / "clean.png")
-    with pytest.raises(ImageError, match=rf"{name}: not a readable image"):
-        read_image(source)
+    with pytest.raises(ImageError, match=f"^{re.escape(f'{source}: {problem}')}$"):
+        run_add_noise(source, tmp_path / "noisy.png")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [name]
+
+
+def test_a_folder_named_like_an_image_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "x.png"
+    folder.mkdir()
+    message = f"{folder}: no image file in this folder (.png .jpg .jpeg .bmp .tif .tiff)"
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        predict(config("predict", input=folder, output=tmp_path / "out"))
+    message = f"{folder}: is a folder; this command takes an image file"
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        run_add_noise(folder, tmp_path / "noisy.png")
+
+
+def test_max_pixels_is_a_setting_of_both_commands(checkpoint: Path, tmp_path: Path) -> None:
+    assert config("predict").max_pixels == config("add_noise").max_pixels == DEFAULT_MAX_PIXELS
+    source = tmp_path / "face.png"
+    iio.imwrite(source, GREY)  # 48x48: 2304 pixels
+    over = (
+        "48x48 is 0.0023 megapixels, over max_pixels=2000; "
+        "set max_pixels higher, or to null for no limit"
+    )
+    with pytest.raises(ImageError, match=f"^{re.escape(f'{source}: {over}')}$"):
+        predict(
+            config(
+                "predict",
+                ckpt_path=checkpoint,
+                input=source,
+                output=tmp_path / "a.png",
+                max_pixels=2000,
+            )
+        )
+    with pytest.raises(ImageError, match=f"^{re.escape(f'{source}: {over}')}$"):
+        run_add_noise(source, tmp_path / "b.png", max_pixels=2000)
+    with pytest.raises(
+        UserError, match=r"^max_pixels=0: must be a whole number of at least 1 \(or null\)$"
+    ):
+        run_add_noise(source, tmp_path / "b.png", max_pixels=0)
+    run_add_noise(source, tmp_path / "b.png", max_pixels=2304)
+    predict(
+        config(
+            "predict",
+            ckpt_path=checkpoint,
+            input=source,
+            output=tmp_path / "a.png",
+            max_pixels="null",
+        )
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "b.png", "face.png"]
 
 
 def test_paths_that_cannot_work_fail_before_any_work(checkpoint: Path, tmp_path: Path) -> None:
     source = tmp_path / "face.png"
     iio.imwrite(source, GREY)
     (tmp_path / "folder").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"missing\.png: no such file or folder"):
+    with pytest.raises(UserError, match=r"missing\.png: no such file or folder"):
         run_predict(checkpoint, tmp_path / "missing.png", tmp_path / "clean.png")
-    with pytest.raises(IsADirectoryError, match=r"folder: is a folder; .* name the output file"):
+    with pytest.raises(UserError, match=r"folder: is a folder; .* name the output file"):
         run_predict(checkpoint, source, tmp_path / "folder")
     with pytest.raises(ImageError, match=r"clean\.txt: not an image file name"):
         run_predict(checkpoint, source, tmp_path / "clean.txt")
-    with pytest.raises(ValueError, match="would overwrite the input"):
+    with pytest.raises(UserError, match="would overwrite the input"):
         run_predict(checkpoint, source, source)
-    with pytest.raises(NotADirectoryError, match="output must be a folder"):
+    with pytest.raises(UserError, match="output must be a folder"):
         run_predict(checkpoint, tmp_path / "folder", source)
-    with pytest.raises(FileNotFoundError, match=r"absent\.ckpt: no such checkpoint"):
+    with pytest.raises(UserError, match=r"absent\.ckpt: no such checkpoint"):
         run_predict(tmp_path / "absent.ckpt", source, tmp_path / "clean.png")
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match=r"junk\.ckpt: not a denoise checkpoint"):
+    with pytest.raises(UserError, match=r"junk\.ckpt: not a denoise checkpoint"):
         run_predict(tmp_path / "junk.ckpt", source, tmp_path / "clean.png")
     cfg = config("predict", ckpt_path=checkpoint, output=tmp_path / "clean.png")
-    with pytest.raises(ValueError, match=r"missing input; usage: python -m denoise\.predict"):
+    with pytest.raises(UserError, match=r"^missing input$"):
         predict(cfg)
     assert not (tmp_path / "clean.png").exists()
 
@@ -389,6 +673,65 @@ def test_both_command_lines_end_to_end(checkpoint: Path, tmp_path: Path) -> None
     assert "error: absent.png: no such file" in failed.stderr
     assert "Traceback" not in failed.stderr
     _assert_nothing_else_written(tmp_path, {"photo.png", "noisy.png", "clean.png"})
+
+
+def _assert_refused(
+    result: subprocess.CompletedProcess[str], message: str, folder: Path, expected: set[str]
+) -> None:
+    """Exit status 1, the error as stderr's last line, no traceback, nothing written (no
+    output, no temporary file)."""
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.splitlines()[-1] == f"error: {message}"
+    assert "Traceback" not in result.stderr
+    _assert_nothing_else_written(folder, expected)
+
+
+@pytest.mark.slow
+def test_command_lines_refuse_a_bad_image_in_one_line(checkpoint: Path, tmp_path: Path) -> None:
+    (tmp_path / "fake.png").write_text("hello, not a picture")
+    (tmp_path / "huge.png").write_bytes(png_header(12000, 12000))  # 144 megapixels, 67 bytes
+    files = {"fake.png", "huge.png"}
+
+    args = (f"ckpt_path={checkpoint}", "input=fake.png", "output=clean.png")
+    result = _run_cli("denoise.predict", *args, cwd=tmp_path)
+    _assert_refused(
+        result, "fake.png: not an image file (not PNG, JPEG, BMP or TIFF data)", tmp_path, files
+    )
+
+    result = _run_cli("denoise.add_noise", "input=huge.png", "output=noisy.png", cwd=tmp_path)
+    message = (
+        "huge.png: 12000x12000 is 144 megapixels, over max_pixels=50000000; "
+        "set max_pixels higher, or to null for no limit"
+    )
+    _assert_refused(result, message, tmp_path, files)
+
+
+@pytest.mark.slow
+def test_folder_command_line_goes_on_after_a_failure_and_exits_1(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "in").mkdir()
+    iio.imwrite(tmp_path / "in" / "a.png", GREY)
+    (tmp_path / "in" / "b.png").write_bytes(b"")
+    iio.imwrite(tmp_path / "in" / "c.png", GREY)
+    (tmp_path / "out" / "c.png").mkdir(parents=True)  # in the way of the output c.png
+
+    result = _run_cli(
+        "denoise.predict", f"ckpt_path={checkpoint}", "input=in", "output=out", cwd=tmp_path
+    )
+
+    out = tmp_path.resolve() / "out"
+    _assert_refused(
+        result,
+        f"1 of 3 images denoised into {out}; 2 failed: b.png, c.png",
+        tmp_path,
+        {"in", "out"},
+    )
+    assert "skipping in/b.png: not an image file (empty file)" in result.stdout
+    assert "skipping out/c.png: cannot write the file (a folder has that name)" in result.stdout
+    assert {path.name for path in (tmp_path / "out").iterdir()} == {"a.png", "c.png"}
+    assert list((tmp_path / "out" / "c.png").iterdir()) == []
+    assert iio.imread(tmp_path / "out" / "a.png").shape == GREY.shape
 
 
 def test_predict_without_a_checkpoint_uses_the_shipped_blind_model(tmp_path: Path) -> None:
