@@ -89,6 +89,9 @@ def predict(cfg: DictConfig) -> list[Path]:
     """
     require_settings(cfg, USAGE)
     max_pixels = whole_number(cfg, "max_pixels", optional=True)
+    whole_number(cfg, "tile_size", optional=True)
+    whole_number(cfg, "overlap", minimum=0, optional=True)
+    whole_number(cfg, "batch_size", optional=True)
     source, target = Path(cfg.input), Path(cfg.output)
     jobs = plan_jobs(source, target)
     log.info(f"Denoising {absolute(source)} into {absolute(target)}")

@@ -553,7 +553,7 @@ def test_tile_centres_cover_every_pixel_once(
         assert span.start % multiple == 0  # on the U-Net's downsampling grid
         assert span.start <= max(span.keep_start - overlap, 0)
         assert span.stop >= min(span.keep_stop + overlap, size)
-    with pytest.raises(ValueError, match="leaves no centre"):
+    with pytest.raises(UserError, match="leaves no centre"):
         tile_spans(200, 64, 32, multiple=16)
 
 

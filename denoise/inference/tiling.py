@@ -29,6 +29,7 @@ from typing import NamedTuple
 import torch
 
 from denoise.models.module import DenoisingModule
+from denoise.runtime.errors import SettingError
 
 # 4 reference tiles of 512 px take about 0.8 GB on the CPU; 256 tiles of 48 px far less.
 REFERENCE_TILING = {"tile_size": 512, "overlap": 64, "batch_size": 4}
@@ -72,7 +73,7 @@ def tile_spans(size: int, tile_size: int, overlap: int, multiple: int = 1) -> li
     margin = -(-overlap // multiple) * multiple  # overlap, rounded up onto the grid
     step = (tile_size - 2 * margin) // multiple * multiple
     if step <= 0:
-        raise ValueError(
+        raise SettingError(
             f"tile_size {tile_size} leaves no centre to keep with overlap {overlap} on each "
             f"side (the model needs multiples of {multiple}); raise tile_size or lower overlap"
         )
@@ -100,7 +101,7 @@ def denoise_image(
     if image.ndim != 3:
         raise ValueError(f"expected a (C, H, W) image, got shape {tuple(image.shape)}")
     if min(tile_size, batch_size) < 1 or overlap < 0:
-        raise ValueError("tile_size and batch_size must be positive and overlap not negative")
+        raise SettingError("tile_size and batch_size must be positive and overlap not negative")
     inputs = _model_inputs(image, model.hparams.in_channels)
     with torch.inference_mode():
         restored = _denoise_tiled(model, inputs, tile_size, overlap, batch_size)
