@@ -91,7 +91,9 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
 
     test_metrics: dict[str, float] = {}
     if cfg.get("test", True):
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True
+        )
         test_metrics = {name: float(value) for name, value in results[0].items()}
         print(f"\nTest metrics of {'the best checkpoint' if best_path else 'the final model'}:")
         print(format_test_table(test_metrics) + "\n")
