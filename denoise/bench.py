@@ -7,6 +7,7 @@ and ``bench.json`` into the run folder (``outputs/bench/<date>/<time>/``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -36,17 +37,58 @@ from denoise.files.outputs import absolute, discard_unused_output_dir, folder_li
 from denoise.inference.checkpoints import load_denoiser
 from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import SettingError, user_errors
+from denoise.runtime.machine import bf16_hardware, cpu_name, default_precision
 from denoise.runtime.settings import positive_number, setting, whole_number
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
 class Row:
     section: str
     what: str
-    value: float
+    value: float | str
     unit: str
     ratio: str = ""
     target: str = ""
+
+
+def in_precision(precision: str) -> contextlib.AbstractContextManager:
+    """fp32 as written, or bf16 the way Lightning's bf16-mixed runs a CPU model (autocast)."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def onednn_isa() -> dict[str, str]:
+    """What oneDNN itself reports (in a child process: its verbose log goes to stdout from
+    C++): the instruction set it dispatches to, and the convolution kernel it picks for a
+    fp32 and a bf16 layer, e.g. ``brg_conv_fwd:avx2`` or ``brg_conv_fwd:avx512_core_amx``."""
+    script = (
+        "import torch\n"
+        "torch._C._verbose.mkldnn_set_verbose(1)\n"
+        "conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)\n"
+        "x = torch.rand(8, 64, 24, 24).contiguous(memory_format=torch.channels_last)\n"
+        "with torch.no_grad():\n"
+        "    conv(x)\n"
+        "    with torch.autocast('cpu', dtype=torch.bfloat16):\n"
+        "        conv(x)\n"
+    )
+    try:
+        output = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        return {"isa": f"unknown ({error})"}
+    found = {"isa": "unknown"}
+    for line in output.splitlines():
+        fields = line.split(",")
+        if ",info,cpu,isa:" in line:
+            found["isa"] = line.split("isa:", 1)[1].strip()
+        elif len(fields) > 8 and fields[3] == "exec" and fields[5] == "convolution":
+            dtype = "bf16" if "src:bf16" in fields[8] else "fp32"
+            found.setdefault(f"{dtype} convolution kernel", fields[6])
+    return found
 
 
 def seconds_per_call(fn: Callable[[], object], min_seconds: float) -> float:
@@ -82,9 +124,13 @@ def conv_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Module
 
 
 def conv_ceiling(
-    model: nn.Module, example: torch.Tensor, backward: bool, min_seconds: float
+    model: nn.Module,
+    example: torch.Tensor,
+    backward: bool,
+    min_seconds: float,
+    precision: str = "fp32",
 ) -> float:
-    """GFLOP/s of the model's own convolutions timed alone, channels_last."""
+    """GFLOP/s of the model's own convolutions timed alone, channels_last, in ``precision``."""
     total_flops, total_seconds = 0, 0.0
     for layer, shape in conv_shapes(model, example):
         conv = copy.deepcopy(layer).to(memory_format=torch.channels_last)
@@ -96,9 +142,11 @@ def conv_ceiling(
             conv: nn.Module = conv, x: torch.Tensor = x, grad: torch.Tensor | None = grad
         ) -> None:
             if backward:
-                conv(x).backward(grad)
+                with in_precision(precision):
+                    out = conv(x)
+                out.backward(grad.to(out.dtype))
             else:
-                with torch.no_grad():
+                with torch.no_grad(), in_precision(precision):
                     conv(x)
 
         total_flops += count_flops(call)
@@ -106,20 +154,28 @@ def conv_ceiling(
     return total_flops / total_seconds / 1e9
 
 
-def plain_conv_ceiling(min_seconds: float) -> float:
+def plain_conv_ceiling(min_seconds: float, precision: str = "fp32") -> float:
     conv = nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
     x = torch.randn(32, 64, 48, 48).contiguous(memory_format=torch.channels_last).requires_grad_()
 
     def call() -> None:
-        conv(x).sum().backward()
+        with in_precision(precision):
+            out = conv(x)
+        out.float().sum().backward()
 
     return count_flops(call) / seconds_per_call(call, min_seconds) / 1e9
 
 
 def training_step(
-    module: DenoisingModule, batch: int, size: int, channels: int, min_seconds: float
+    module: DenoisingModule,
+    batch: int,
+    size: int,
+    channels: int,
+    min_seconds: float,
+    precision: str = "fp32",
 ) -> tuple[float, float]:
-    """Images/s and GFLOP/s of forward + backward + Adam step on a fixed batch."""
+    """Images/s and GFLOP/s of forward + backward + Adam step on a fixed batch, in
+    ``precision`` (bf16: autocast forward, as Lightning's bf16-mixed; fp32 weights)."""
     module.train()
     optimizer = module.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
@@ -127,7 +183,9 @@ def training_step(
     noisy = add_salt_and_pepper(clean, 0.1)
 
     def forward_backward() -> None:
-        module.loss(module(noisy), clean).backward()
+        with in_precision(precision):
+            loss = module.loss(module(noisy).float(), clean)
+        loss.backward()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -323,25 +381,33 @@ def bench_csv(cfg: DictConfig, folder: Path) -> str:
     return str(path)
 
 
+def machine_rows() -> list[Row]:
+    """What the figures were measured on, and what decides the fast precision."""
+    native, isa = bf16_hardware()
+    rows = [
+        Row("machine", "processor", cpu_name(), ""),
+        Row("machine", "torch threads", torch.get_num_threads(), ""),
+        Row("machine", "ATen CPU capability", torch.backends.cpu.get_cpu_capability(), ""),
+        Row("machine", "bf16 hardware", f"{'yes' if native else 'no'} ({isa})", ""),
+        Row("machine", "training precision by default", default_precision()[0], ""),
+    ]
+    rows += [Row("machine", f"oneDNN {key}", value, "") for key, value in onednn_isa().items()]
+    return rows
+
+
 def run_bench(cfg: DictConfig) -> list[Row]:
     torch.manual_seed(0)
     seconds = float(cfg.min_seconds)
-    rows = [Row("machine", "torch threads", torch.get_num_threads(), "")]
-    plain = plain_conv_ceiling(seconds)
-    rows.append(
-        Row(
-            "ceiling",
-            "one 3×3 conv 64→64, 48×48, batch 32, fwd+bwd, channels_last",
-            plain,
-            "GFLOP/s",
-        )
-    )
+    precisions = list(cfg.precisions)
+    rows = machine_rows()
 
     module: DenoisingModule = instantiate(cfg.model)
     batch, ref = int(cfg.data.batch_size), cfg.reference
     reference = DenoisingModule(in_channels=ref.channels, out_channels=ref.channels)
+    shipped_design = DenoisingModule(**load_denoiser(None, "cpu").hparams)  # fresh weights
     setups = [
         ("default model (48×48×1)", module, batch, 48, module.hparams.in_channels),
+        ("shipped blind design (48×48×1)", shipped_design, batch, 48, 1),
         (
             f"reference U-Net ({ref.image_size}×{ref.image_size}×{ref.channels})",
             reference,
@@ -351,25 +417,39 @@ def run_bench(cfg: DictConfig) -> list[Row]:
         ),
     ]
     step_seconds = 0.0
-    for label, model, size_batch, size, channels in setups:
-        example = torch.rand(size_batch, channels, size, size)
-        ceiling = conv_ceiling(model.net, example, backward=True, min_seconds=seconds)
-        rows.append(Row("ceiling", f"{label}: its convolutions alone, fwd+bwd", ceiling, "GFLOP/s"))
-        images, gflops = training_step(model, size_batch, size, channels, seconds)
-        rows.append(Row("training", f"{label}, batch {size_batch}", images, "images/s"))
-        target = "≥ 80%" if model is module else ""
+    for precision in precisions:
+        plain = plain_conv_ceiling(seconds, precision)
         rows.append(
             Row(
-                "training",
-                f"{label}, batch {size_batch}",
-                gflops,
+                "ceiling",
+                f"{precision}: one 3×3 conv 64→64, 48×48, batch 32, fwd+bwd, channels_last",
+                plain,
                 "GFLOP/s",
-                f"{100 * gflops / ceiling:.0f}% of its conv ceiling",
-                target,
             )
         )
-        if model is module:
-            step_seconds = size_batch / images
+        for label, model, size_batch, size, channels in setups:
+            if precision != "fp32" and model is reference:
+                continue  # 128×128×3: long to time, and the 48×48 rows tell the same
+            example = torch.rand(size_batch, channels, size, size)
+            ceiling = conv_ceiling(model.net, example, True, seconds, precision)
+            what = f"{precision}: {label}"
+            rows.append(
+                Row("ceiling", f"{what}: its convolutions alone, fwd+bwd", ceiling, "GFLOP/s")
+            )
+            images, gflops = training_step(model, size_batch, size, channels, seconds, precision)
+            rows.append(Row("training", f"{what}, batch {size_batch}", images, "images/s"))
+            rows.append(
+                Row(
+                    "training",
+                    f"{what}, batch {size_batch}",
+                    gflops,
+                    "GFLOP/s",
+                    f"{100 * gflops / ceiling:.0f}% of its {precision} conv ceiling",
+                    "≥ 80%" if model is module else "",
+                )
+            )
+            if model is module and precision == "fp32":
+                step_seconds = size_batch / images
 
     with tempfile.TemporaryDirectory() as folder:
         csv_path = bench_csv(cfg, Path(folder))
@@ -388,36 +468,45 @@ def run_bench(cfg: DictConfig) -> list[Row]:
                 )
             )
 
-    rows += inference_rows("default model", module, cfg, seconds)
+    rows += inference_rows("default model", module, cfg, seconds, precisions)
     shipped = load_denoiser(None, "cpu")
-    rows += inference_rows("shipped blind model", shipped, cfg, seconds)
+    rows += inference_rows("shipped blind model", shipped, cfg, seconds, precisions)
     return rows
 
 
 def inference_rows(
-    label: str, module: DenoisingModule, cfg: DictConfig, seconds: float
+    label: str, module: DenoisingModule, cfg: DictConfig, seconds: float, precisions: list[str]
 ) -> list[Row]:
     """Inference images/s per engine and batch size, as a share of the forward-only
-    ceiling of the model's own convolutions at batch 256."""
+    ceiling of the model's own convolutions at batch 256 in the engine's precision."""
     channels = module.hparams.in_channels
-    forward_ceiling = conv_ceiling(
-        module.net, torch.rand(256, channels, 48, 48), backward=False, min_seconds=seconds
-    )
+    example = torch.rand(256, channels, 48, 48)
     flops_per_image = count_flops(lambda: module.eval()(torch.rand(1, channels, 48, 48))) / 1e9
-    rows = [
-        Row(
-            "ceiling",
-            f"{label}: its convolutions alone, forward only, batch 256",
-            forward_ceiling,
-            "GFLOP/s",
-        ),
-        Row("inference", f"{label}: forward FLOPs per 48×48 image", flops_per_image, "GFLOP"),
-    ]
+    rows = [Row("inference", f"{label}: forward FLOPs per 48×48 image", flops_per_image, "GFLOP")]
+    ceilings = {}
+    for precision in precisions:
+        ceilings[precision] = conv_ceiling(module.net, example, False, seconds, precision)
+        rows.append(
+            Row(
+                "ceiling",
+                f"{precision}: {label}: its convolutions alone, forward only, batch 256",
+                ceilings[precision],
+                "GFLOP/s",
+            )
+        )
     rates = inference_rates(module, list(cfg.inference_batches), seconds, bool(cfg.compile))
+    if "bf16" in precisions:
+        rates["channels_last, bf16 autocast"] = bf16_rates(
+            module, list(cfg.inference_batches), seconds
+        )
     for engine, by_batch in rates.items():
+        precision = "bf16" if "bf16" in engine else "fp32"
+        if precision not in ceilings:
+            continue
         for size_batch, images in by_batch.items():
             ratio = (
-                f"{100 * images * flops_per_image / forward_ceiling:.0f}% of conv ceiling"
+                f"{100 * images * flops_per_image / ceilings[precision]:.0f}% of the "
+                f"{precision} conv ceiling"
                 if images == images
                 else "not available"
             )
@@ -427,10 +516,30 @@ def inference_rows(
     return rows
 
 
+def bf16_rates(module: DenoisingModule, batches: list[int], min_seconds: float) -> dict[int, float]:
+    """Images/s of the channels_last model under bf16 autocast (fp32 weights and output)."""
+    fast = copy.deepcopy(module).eval()
+    channels = module.hparams.in_channels
+    rates = {}
+    for batch in batches:
+        x = torch.rand(batch, channels, 48, 48)
+
+        def call(x: torch.Tensor = x) -> None:
+            with torch.inference_mode(), in_precision("bf16"):
+                fast(x)
+
+        rates[batch] = batch / seconds_per_call(call, min_seconds)
+    return rates
+
+
+def _shown(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:.3g}"
+
+
 def markdown(rows: list[Row]) -> str:
     lines = ["| section | what | value | unit | ratio | target |", "|---|---|---:|---|---|---|"]
     lines += [
-        f"| {r.section} | {r.what} | {r.value:.3g} | {r.unit} | {r.ratio} | {r.target} |"
+        f"| {r.section} | {r.what} | {_shown(r.value)} | {r.unit} | {r.ratio} | {r.target} |"
         for r in rows
     ]
     return "\n".join(lines)
@@ -457,6 +566,9 @@ def check_bench_settings(cfg: DictConfig) -> None:
     ):
         raise SettingError(f"inference_batches={batches}: must be a list of batch sizes >= 1")
     whole_number(cfg, "peak_memory_batches", minimum=0)
+    chosen = setting(cfg, "precisions")
+    if not isinstance(chosen, list) or not chosen or not set(chosen) <= set(PRECISIONS):
+        raise SettingError(f"precisions={chosen}: must be a list of {' and '.join(PRECISIONS)}")
     for key in ("image_size", "channels", "batch_size"):
         whole_number(cfg, f"reference.{key}")
     check_data_settings(cfg)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from denoise import CONFIG_PATH
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
 from denoise.runtime.errors import user_errors
-from denoise.runtime.machine import describe_machine
+from denoise.runtime.machine import describe_machine, precision_note
 from denoise.training.callbacks import MetricHistory
 from denoise.training.preflight import check_resume, check_training_settings
 from denoise.training.summary import RunSummary, format_test_table
@@ -70,6 +70,7 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
     model: L.LightningModule = instantiate(cfg.model)
     datamodule.prepare_data()  # the data's errors come now, before the Trainer starts
     datamodule.setup("fit")
+    log.info(precision_note(cfg.trainer.precision))
     history = MetricHistory()
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]

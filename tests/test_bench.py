@@ -11,10 +11,12 @@ from conftest import TINY_MODEL, fer_frame
 
 from denoise.bench import (
     Row,
+    bf16_rates,
     conv_ceiling,
     conv_shapes,
     data_figures,
     inference_rates,
+    machine_rows,
     markdown,
     seconds_per_call,
     training_step,
@@ -42,6 +44,40 @@ def test_ceiling_and_training_step_figures_are_consistent() -> None:
     images, gflops = training_step(module, 8, 48, 1, min_seconds=0.05)
     assert ceiling > 0 and images > 0 and gflops > 0
     assert seconds_per_call(lambda: None, 0.01) < 0.01
+
+
+def test_bf16_figures_are_measured_in_bf16(monkeypatch) -> None:
+    module = tiny_module()
+    seen = []
+    original = torch.nn.Conv2d._conv_forward
+
+    def spy(self, x, weight, bias):  # the dtype each convolution really computes in
+        out = original(self, x, weight, bias)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", spy)
+    example = torch.rand(4, 1, 48, 48)
+    assert conv_ceiling(module.net, example, backward=True, min_seconds=0.01, precision="bf16") > 0
+    assert torch.bfloat16 in seen  # (the shapes are found by one fp32 pass first)
+    seen.clear()
+    images, gflops = training_step(module, 4, 48, 1, min_seconds=0.01, precision="bf16")
+    assert images > 0 and gflops > 0
+    assert set(seen) == {torch.bfloat16}
+    seen.clear()
+    training_step(module, 4, 48, 1, min_seconds=0.01, precision="fp32")
+    assert set(seen) == {torch.float32}
+    assert all(rate > 0 for rate in bf16_rates(module.eval(), [1, 2], 0.01).values())
+
+
+def test_machine_rows_name_the_processor_and_what_onednn_runs() -> None:
+    rows = {row.what: row.value for row in machine_rows()}
+    assert rows["processor"] and rows["ATen CPU capability"]
+    assert rows["bf16 hardware"].startswith(("yes (", "no ("))
+    assert rows["training precision by default"] in ("32-true", "bf16-mixed")
+    if torch.backends.mkldnn.is_available():
+        assert rows["oneDNN isa"] != "unknown"
+        assert rows["oneDNN fp32 convolution kernel"]
 
 
 def test_data_figures_on_a_small_csv(tmp_path: Path) -> None:
@@ -78,9 +114,14 @@ def test_compiled_model_gives_eager_outputs() -> None:
 
 
 def test_markdown_table_has_one_line_per_row() -> None:
-    rows = [Row("a", "b", 1.5, "s", "2×", "≤ 3 s"), Row("c", "d", 3.0, "GB")]
+    rows = [
+        Row("a", "b", 1.5, "s", "2×", "≤ 3 s"),
+        Row("c", "d", 3.0, "GB"),
+        Row("e", "f", "AVX2", ""),
+    ]
     lines = markdown(rows).splitlines()
-    assert len(lines) == 4 and lines[2] == "| a | b | 1.5 | s | 2× | ≤ 3 s |"
+    assert len(lines) == 5 and lines[2] == "| a | b | 1.5 | s | 2× | ≤ 3 s |"
+    assert lines[4] == "| e | f | AVX2 |  |  |  |"
 
 
 def test_speed_ups_do_not_change_validation_psnr(

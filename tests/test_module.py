@@ -80,11 +80,39 @@ def test_channels_last_gives_the_same_outputs_and_gradients_as_eager_layout() ->
 
 
 def test_device_defaults_follow_the_hardware(monkeypatch) -> None:
+    from denoise.runtime import machine
     from denoise.runtime.resolvers import device_default
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(machine, "bf16_hardware", lambda: (False, "AVX2, without AVX512-BF16"))
     assert (device_default("precision"), device_default("pin_memory")) == ("32-true", False)
+    assert machine.precision_note("32-true") == (
+        "Precision 32-true: this CPU has no bf16 hardware (AVX2, without AVX512-BF16): "
+        "bf16 would be slower"
+    )
+    monkeypatch.setattr(machine, "bf16_hardware", lambda: (True, "AVX512-BF16"))
+    assert (device_default("precision"), device_default("pin_memory")) == ("bf16-mixed", False)
+    assert machine.precision_note("32-true").startswith(
+        "Precision 32-true, as set (the default here would be bf16-mixed: this CPU computes bf16"
+    )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Some GPU")
     assert (device_default("precision"), device_default("pin_memory")) == ("bf16-mixed", True)
     with pytest.raises(KeyError, match="unknown device default"):
         device_default("batch_size")
+
+
+def test_bf16_hardware_is_read_from_the_processor(monkeypatch) -> None:
+    from denoise.runtime import machine
+
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    for amx, avx512_bf16, expected in [
+        (True, False, (True, "AMX")),
+        (False, True, (True, "AVX512-BF16")),
+        (False, False, (False, None)),
+    ]:
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        native, isa = machine.bf16_hardware()
+        assert native == expected[0]
+        assert isa == expected[1] if expected[1] else "without AVX512-BF16 or AMX" in isa

@@ -24,3 +24,40 @@ def describe_machine() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cores} cores of {cpu_name()}; {gpu}; torch {torch.__version__}"
+
+
+def bf16_hardware() -> tuple[bool, str]:
+    """Whether this CPU computes bf16 dot products in hardware (then oneDNN's bf16
+    convolutions beat fp32), and the instruction set that says so. oneDNN also runs bf16 on
+    plain AVX2 or AVX-512, by conversion, several times slower than fp32 (10x measured on an
+    AVX2 EPYC): only AMX or AVX512-BF16 on x86, or Arm's BF16 extension, count."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        if torch.cpu._is_amx_tile_supported():
+            return True, "AMX"
+        if torch.cpu._is_avx512_bf16_supported():
+            return True, "AVX512-BF16"
+        return False, f"{capability}, without AVX512-BF16 or AMX"
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # on Arm: the BF16 extension
+        return True, f"{platform.machine()} BF16"
+    return False, f"{platform.machine()} {capability}, without bf16 instructions"
+
+
+def default_precision() -> tuple[str, str]:
+    """Lightning's precision for training here, and why: bf16 mixed precision on a GPU and
+    on CPUs with bf16 hardware, full fp32 elsewhere."""
+    if torch.cuda.is_available():
+        return "bf16-mixed", f"GPU {torch.cuda.get_device_name(0)}"
+    native, isa = bf16_hardware()
+    if native:
+        return "bf16-mixed", f"this CPU computes bf16 in hardware ({isa})"
+    return "32-true", f"this CPU has no bf16 hardware ({isa}): bf16 would be slower"
+
+
+def precision_note(chosen: str) -> str:
+    """The line a run prints about its precision: the hardware's default and why, or that
+    the setting overrode it."""
+    default, why = default_precision()
+    if str(chosen) == default:
+        return f"Precision {chosen}: {why}"
+    return f"Precision {chosen}, as set (the default here would be {default}: {why})"

@@ -10,11 +10,13 @@ import torch
 from omegaconf import OmegaConf
 
 from denoise import CONFIG_MODULE
+from denoise.runtime.machine import default_precision
 
 
 def register_resolvers() -> None:
-    """``${device:precision}`` is bf16 mixed precision on a GPU and float32 on the CPU (where
-    bf16 convolutions are slower); ``${device:pin_memory}`` pins host memory only for a GPU.
+    """``${device:precision}`` is bf16 mixed precision on a GPU and on a CPU with bf16
+    hardware, float32 elsewhere (``machine.default_precision``); ``${device:pin_memory}`` pins
+    host memory only for a GPU.
     ``${config_groups:${hydra.runtime.choices}}`` is the help text of a command's groups."""
     resolvers = {"device": device_default, "config_groups": config_groups_help}
     for name, resolver in resolvers.items():
@@ -24,7 +26,7 @@ def register_resolvers() -> None:
 
 def device_default(key: str) -> str | bool:
     cuda = torch.cuda.is_available()
-    defaults = {"precision": "bf16-mixed" if cuda else "32-true", "pin_memory": cuda}
+    defaults = {"precision": default_precision()[0], "pin_memory": cuda}
     if key not in defaults:
         raise KeyError(f"unknown device default {key!r}; one of {sorted(defaults)}")
     return defaults[key]
