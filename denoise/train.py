@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from denoise import CONFIG_PATH
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
-from denoise.runtime.errors import user_errors
+from denoise.runtime.errors import is_user_error, user_errors
 from denoise.runtime.machine import describe_machine, precision_note
 from denoise.training.callbacks import MetricHistory
 from denoise.training.preflight import check_resume, check_training_settings
@@ -55,7 +55,8 @@ def train(cfg: DictConfig) -> float | None:
             error=f"{type(error).__name__}: {error}",
             wall_time_s=round(time.perf_counter() - started, 1),
         )
-        log.info(folder_listing(output_dir, "The failed run left"))
+        if not is_user_error(error):  # a user error's bookkeeping-only folder goes (main)
+            log.info(folder_listing(output_dir, "The failed run left"))
         raise
     summary.update(status="completed", wall_time_s=round(time.perf_counter() - started, 1))
     log.info(folder_listing(output_dir, "Outputs of this run in"))
