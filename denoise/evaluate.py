@@ -30,7 +30,7 @@ from denoise.data.noise import apply_salt_and_pepper
 from denoise.data.settings import check_data_settings
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
 from denoise.files.plots import image_rows, line_panels
-from denoise.inference.checkpoints import load_denoiser, resolve_checkpoint
+from denoise.inference.checkpoints import PRECISIONS, load_denoiser, resolve_checkpoint
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import image_metrics
 from denoise.models.module import DenoisingModule
@@ -193,6 +193,7 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     """Every value that would fail mid-evaluation, checked before the model or data load."""
     check_data_settings(cfg)
     one_of(cfg, "split", tuple(cfg.data.splits))
+    one_of(cfg, "precision", PRECISIONS)
     densities = fractions(cfg, "densities")
     examples = fractions(cfg, "example_densities", allow_empty=True)
     if not set(examples) <= set(densities):
@@ -219,7 +220,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     output_dir = Path(cfg.paths.output_dir)
     log.info("This evaluation writes into %s", absolute(output_dir))
     check_evaluation_settings(cfg)
-    model = load_denoiser(cfg.ckpt_path, cfg.device)
+    model = load_denoiser(cfg.ckpt_path, cfg.device, cfg.precision)
     datamodule: FERDataModule = instantiate(cfg.data, channels=model.hparams.in_channels)
     datamodule.prepare_data()
     datamodule.setup("test")
@@ -251,6 +252,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         "images": len(clean),
         "seed": cfg.seed,
         "amf_max_window": cfg.amf_max_window,
+        "precision": "bf16" if model.inference_autocast is not None else "fp32",
     }
     write_outputs(result, output_dir, context)
     print("\n" + markdown_report(result, context))

@@ -35,11 +35,11 @@ from denoise.files.images import (
     write_image,
 )
 from denoise.files.outputs import absolute
-from denoise.inference.checkpoints import load_denoiser
+from denoise.inference.checkpoints import PRECISIONS, load_denoiser
 from denoise.inference.tiling import default_tiling, denoise_image
 from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import UserError, require_settings, user_errors
-from denoise.runtime.settings import whole_number
+from denoise.runtime.settings import one_of, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,11 @@ def predict(cfg: DictConfig) -> list[Path]:
     whole_number(cfg, "tile_size", optional=True)
     whole_number(cfg, "overlap", minimum=0, optional=True)
     whole_number(cfg, "batch_size", optional=True)
+    one_of(cfg, "precision", PRECISIONS)
     source, target = Path(cfg.input), Path(cfg.output)
     jobs = plan_jobs(source, target)
     log.info(f"Denoising {absolute(source)} into {absolute(target)}")
-    model = load_denoiser(cfg.ckpt_path, cfg.device)
+    model = load_denoiser(cfg.ckpt_path, cfg.device, cfg.precision)
     tiling = {
         key: default if cfg[key] is None else int(cfg[key])
         for key, default in default_tiling(model).items()

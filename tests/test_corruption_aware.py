@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import smooth_images
 
 from denoise.data.noise import add_salt_and_pepper, candidate_mask
 from denoise.models.corruption_aware import (
@@ -128,3 +129,28 @@ def test_psnr_loss_floor_bounds_exact_images() -> None:
 def test_unknown_loss_is_named() -> None:
     with pytest.raises(ValueError, match="unknown loss 'l3'"):
         make_loss("l3")
+
+
+def test_bf16_inference_keeps_clean_pixels_and_stays_close(monkeypatch) -> None:
+    from denoise.inference import checkpoints
+    from denoise.inference.checkpoints import SHIPPED_WEIGHTS, load_denoiser
+
+    fp32 = load_denoiser(SHIPPED_WEIGHTS, "cpu", "fp32")
+    bf16 = load_denoiser(SHIPPED_WEIGHTS, "cpu", "bf16")
+    assert fp32.inference_autocast is None and bf16.inference_autocast is torch.bfloat16
+    faces = torch.from_numpy(smooth_images(8)).float().div(255).unsqueeze(1)
+    noisy = add_salt_and_pepper(faces, 0.3, generator=torch.Generator().manual_seed(0))
+    exact, fast = fp32.denoise(noisy), bf16.denoise(noisy)
+    assert fast.dtype == torch.float32
+    kept = candidate_mask(noisy) == 0
+    assert torch.equal(fast[kept], noisy[kept])  # the blend stays in float32
+    assert not torch.equal(fast, exact)  # bf16 did run
+    psnr = [image_metrics("")(output, faces)["psnr"].item() for output in (exact, fast)]
+    # bf16 costs these very smooth faces (50 dB) about 1.3 dB, FER faces at most 0.023 dB:
+    # inference defaults to fp32 (conf/predict.yaml, conf/evaluate.yaml)
+    assert psnr[0] - 1.5 < psnr[1] < psnr[0]
+
+    monkeypatch.setattr(checkpoints, "bf16_hardware", lambda: (True, "AMX"))
+    assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").inference_autocast is torch.bfloat16
+    monkeypatch.setattr(checkpoints, "bf16_hardware", lambda: (False, "AVX2"))
+    assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").inference_autocast is None

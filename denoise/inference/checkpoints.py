@@ -7,6 +7,7 @@ checkpoint of this project is named as such in one line.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -16,7 +17,11 @@ import torch
 
 from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import UserError
+from denoise.runtime.machine import bf16_hardware
 
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16")
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "blind-fer2013.ckpt"
 REQUIRED_KEYS = ("state_dict", "hyper_parameters")
 
@@ -104,12 +109,35 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -
     return model
 
 
-def load_denoiser(ckpt_path: str | os.PathLike | None, device: str = "auto") -> DenoisingModule:
-    """A checkpoint's model in eval mode (dropout off, BatchNorm on its running statistics)."""
+def load_denoiser(
+    ckpt_path: str | os.PathLike | None, device: str = "auto", precision: str = "fp32"
+) -> DenoisingModule:
+    """A checkpoint's model in eval mode (dropout off, BatchNorm on its running statistics),
+    denoising in ``precision`` (``auto``: see :func:`inference_precision`)."""
     path = resolve_checkpoint(ckpt_path)
     target = pick_device(device)
-    model = model_from_checkpoint(read_checkpoint(path), path)
-    return model.to(target).eval()
+    model = model_from_checkpoint(read_checkpoint(path), path).to(target).eval()
+    chosen, why = inference_precision(precision, target)
+    model.inference_autocast = torch.bfloat16 if chosen == "bf16" else None
+    log.info("Inference in %s: %s", chosen, why)
+    return model
+
+
+def inference_precision(setting: str, device: torch.device) -> tuple[str, str]:
+    """``fp32`` or ``bf16``, and why. ``auto`` takes bf16 only where the hardware computes it
+    (a GPU, or a CPU with AMX or AVX512-BF16); elsewhere bf16 is slower than fp32. (bf16
+    changed the shipped model's PSNR on FER2013 PublicTest by at most 0.023 dB, but costs very
+    clean, smooth images about 1.3 dB: the commands default to fp32.)"""
+    if setting not in PRECISIONS:
+        raise UserError(f"precision={setting}: must be one of {', '.join(PRECISIONS)}")
+    if setting != "auto":
+        return setting, "as set"
+    if device.type == "cuda":
+        return "bf16", f"GPU {torch.cuda.get_device_name(device)}"
+    native, isa = bf16_hardware()
+    if native:
+        return "bf16", f"this CPU computes bf16 in hardware ({isa})"
+    return "fp32", f"this CPU has no bf16 hardware ({isa})"
 
 
 def _looks_like_torch_file(path: Path) -> bool:

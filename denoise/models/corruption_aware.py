@@ -115,13 +115,17 @@ class CorruptionAwareUNet(nn.Module):
         self.size_multiple = self.backbone.size_multiple  # tiling aligns tiles to it
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        noisy = noisy.float()
         candidates = candidate_mask(noisy)
         kept = 1.0 - candidates
         kernels = [getattr(self, f"kernel{index}") for index in range(self.scales)]
-        guess = normalized_convolution_fill(noisy, kept, kernels)
+        # The guess and the blend stay float32 under a bf16 autocast: they are cheap
+        # (1-channel blurs, element-wise), and bf16's 8-bit mantissa would blur clean detail.
+        with torch.autocast(noisy.device.type, enabled=False):
+            guess = normalized_convolution_fill(noisy, kept, kernels)
         planes = torch.cat([noisy, candidates, guess], dim=1)
         planes = planes.contiguous(memory_format=self._backbone_memory_format())
-        correction, keep_logit = self.backbone(planes).chunk(2, dim=1)
+        correction, keep_logit = self.backbone(planes).float().chunk(2, dim=1)
         keep = torch.sigmoid(keep_logit)
         replaced = keep * noisy + (1.0 - keep) * (guess + correction)
         return kept * noisy + candidates * replaced

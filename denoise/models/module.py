@@ -93,6 +93,7 @@ class DenoisingModule(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)  # oneDNN's fastest conv layout
         self.loss = make_loss(loss)
+        self.inference_autocast: torch.dtype | None = None  # see denoise()
         self.example_input_array = torch.zeros(1, in_channels, 48, 48)  # for the model summary
         self.metrics = nn.ModuleDict(
             {stage: image_metrics(f"{stage}/") for stage in ("val", "test")}
@@ -107,8 +108,13 @@ class DenoisingModule(L.LightningModule):
 
     @torch.no_grad()
     def denoise(self, noisy: torch.Tensor) -> torch.Tensor:
-        """Restored images, clipped to the valid range [0, 1]."""
-        return self(noisy).clamp(0.0, 1.0)
+        """Restored images in float32, clipped to the valid range [0, 1]. With
+        ``inference_autocast`` (set by ``load_denoiser``) the convolutions run in that dtype;
+        what they feed (the corruption-aware blend that keeps clean pixels) stays float32."""
+        autocast = self.inference_autocast
+        with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
+            restored = self(noisy)
+        return restored.float().clamp(0.0, 1.0)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["noisy"]), batch["clean"])
