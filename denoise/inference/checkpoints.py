@@ -131,7 +131,7 @@ def inference_precision(setting: str, device: torch.device) -> tuple[str, str]:
     if setting not in PRECISIONS:
         raise UserError(f"precision={setting}: must be one of {', '.join(PRECISIONS)}")
     if setting != "auto":
-        return setting, "as set"
+        return setting, f"precision={setting}"
     if device.type == "cuda":
         return "bf16", f"GPU {torch.cuda.get_device_name(device)}"
     native, isa = bf16_hardware()
