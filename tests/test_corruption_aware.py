@@ -132,7 +132,6 @@ def test_unknown_loss_is_named() -> None:
 
 
 def test_bf16_inference_keeps_clean_pixels_and_stays_close(monkeypatch) -> None:
-    from denoise.inference import checkpoints
     from denoise.inference.checkpoints import SHIPPED_WEIGHTS, load_denoiser
 
     fp32 = load_denoiser(SHIPPED_WEIGHTS, "cpu", "fp32")
@@ -150,7 +149,9 @@ def test_bf16_inference_keeps_clean_pixels_and_stays_close(monkeypatch) -> None:
     # inference defaults to fp32 (conf/predict.yaml, conf/evaluate.yaml)
     assert psnr[0] - 1.5 < psnr[1] < psnr[0]
 
-    monkeypatch.setattr(checkpoints, "bf16_hardware", lambda: (True, "AMX"))
+    from denoise.runtime import machine
+
+    monkeypatch.setattr(machine, "bf16_hardware", lambda: (True, "AMX"))
     assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").inference_autocast is torch.bfloat16
-    monkeypatch.setattr(checkpoints, "bf16_hardware", lambda: (False, "AVX2"))
+    monkeypatch.setattr(machine, "bf16_hardware", lambda: (False, "AVX2"))
     assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").inference_autocast is None

@@ -17,7 +17,7 @@ import torch
 
 from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import UserError
-from denoise.runtime.machine import bf16_hardware
+from denoise.runtime.machine import bf16_is_fast
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,8 @@ def inference_precision(setting: str, device: torch.device) -> tuple[str, str]:
         raise UserError(f"precision={setting}: must be one of {', '.join(PRECISIONS)}")
     if setting != "auto":
         return setting, f"precision={setting}"
-    if device.type == "cuda":
-        return "bf16", f"GPU {torch.cuda.get_device_name(device)}"
-    native, isa = bf16_hardware()
-    if native:
-        return "bf16", f"this CPU computes bf16 in hardware ({isa})"
-    return "fp32", f"this CPU has no bf16 hardware ({isa})"
+    fast, why = bf16_is_fast(device)
+    return ("bf16" if fast else "fp32"), why
 
 
 def _looks_like_torch_file(path: Path) -> bool:

@@ -43,15 +43,24 @@ def bf16_hardware() -> tuple[bool, str]:
     return False, f"{platform.machine()} {capability}, without bf16 instructions"
 
 
-def default_precision() -> tuple[str, str]:
-    """Lightning's precision for training here, and why: bf16 mixed precision on a GPU and
-    on CPUs with bf16 hardware, full fp32 elsewhere."""
-    if torch.cuda.is_available():
-        return "bf16-mixed", f"GPU {torch.cuda.get_device_name(0)}"
+def bf16_is_fast(device: torch.device | None = None) -> tuple[bool, str]:
+    """Whether bf16 beats fp32 on ``device`` (default: the GPU if there is one, else the
+    CPU), and why: a GPU, or a CPU with bf16 hardware (:func:`bf16_hardware`)."""
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        return True, f"GPU {torch.cuda.get_device_name(device)}"
     native, isa = bf16_hardware()
     if native:
-        return "bf16-mixed", f"this CPU computes bf16 in hardware ({isa})"
-    return "32-true", f"this CPU has no bf16 hardware ({isa}): bf16 would be slower"
+        return True, f"this CPU computes bf16 in hardware ({isa})"
+    return False, f"this CPU has no bf16 hardware ({isa}): bf16 would be slower"
+
+
+def default_precision() -> tuple[str, str]:
+    """Lightning's precision for training here, and why: bf16 mixed precision where bf16 is
+    fast (a GPU, a CPU with bf16 hardware), full fp32 elsewhere."""
+    fast, why = bf16_is_fast()
+    return ("bf16-mixed" if fast else "32-true"), why
 
 
 def precision_note(chosen: str) -> str:
