@@ -774,3 +774,15 @@ def data_camera() -> np.ndarray:
     from skimage import data
 
     return data.camera()
+
+
+@pytest.mark.parametrize(("orientation", "turn"), [(1, 0), (3, 2), (6, -1), (8, 1)])
+def test_exif_orientation_is_applied_so_the_output_is_upright(
+    tmp_path: Path, orientation: int, turn: int
+) -> None:
+    stored = np.arange(6 * 4, dtype=np.uint8).reshape(4, 6) * 10  # as the sensor stored it
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    path = tmp_path / "phone.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    np.testing.assert_array_equal(read_image(path), np.rot90(stored, k=turn))

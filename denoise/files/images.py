@@ -40,7 +40,7 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from denoise.files.atomic import atomic_file
 from denoise.runtime.errors import UserError
@@ -207,7 +207,17 @@ def _read_with_pillow(path: Path, max_pixels: int | None) -> np.ndarray:
         warnings.simplefilter("ignore")  # e.g. corrupt EXIF: the pixels are what matter here
         with Image.open(path) as image:
             _check_size(path, *image.size, max_pixels)
-            return pillow_pixels(image, path)
+            return pillow_pixels(_upright(image, path), path)
+
+
+def _upright(image: Image.Image, path: Path) -> Image.Image:
+    """The image as viewers show it: a phone photo stores its pixels sideways with an EXIF
+    orientation tag, which the written output (no EXIF) would lose."""
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    if orientation in (1, None):
+        return image
+    log.info(f"{path}: EXIF orientation {orientation} applied; the output is upright")
+    return ImageOps.exif_transpose(image)
 
 
 def pillow_pixels(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
