@@ -207,7 +207,8 @@ def _read_with_pillow(path: Path, max_pixels: int | None) -> np.ndarray:
         warnings.simplefilter("ignore")  # e.g. corrupt EXIF: the pixels are what matter here
         with Image.open(path) as image:
             _check_size(path, *image.size, max_pixels)
-            return pillow_pixels(_upright(image, path), path)
+            stored_as = _raw_mode(image)  # before reading EXIF, which may decode the pixels
+            return pillow_pixels(_upright(image, path), path, stored_as)
 
 
 def _upright(image: Image.Image, path: Path) -> Image.Image:
@@ -220,11 +221,15 @@ def _upright(image: Image.Image, path: Path) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
-def pillow_pixels(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
+def pillow_pixels(
+    image: Image.Image, path: str | os.PathLike, stored_as: str | None = None
+) -> np.ndarray:
     """The pixels of a Pillow image in the layouts of this module (see the module doc for
-    each mode); ``path`` names the file in warnings and errors."""
+    each mode); ``path`` names the file in warnings and errors; ``stored_as`` is the file's
+    raw mode where the image was already decoded."""
     mode = image.mode
-    if mode in ("LA", "RGB", "RGBA") and ";16" in _raw_mode(image):
+    deep = mode in ("LA", "RGB", "RGBA") and ";16" in (stored_as or _raw_mode(image))
+    if deep:
         log.warning(
             f"{path}: 16-bit colour read as 8-bit, the most Pillow reads; "
             "an uncompressed or deflate TIFF keeps 16 bits"
@@ -251,9 +256,10 @@ def pillow_pixels(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
 
 def _raw_mode(image: Image.Image) -> str:
     """How the file stores the pixels (``RGB;16B``: 16-bit RGB), which Pillow's mode hides."""
-    if not image.tile:
+    tile = getattr(image, "tile", None)  # only images read from a file have one
+    if not tile:
         return ""
-    args = image.tile[0][3]
+    args = tile[0][3]
     return args if isinstance(args, str) else str(args[0]) if args else ""
 
 
