@@ -16,6 +16,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
+from denoise.runtime.machine import process_is_alive
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -23,19 +25,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def process_is_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (signal 0 only asks)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    return True
 
 
 def temporary_prefix(path: Path) -> str:

@@ -70,3 +70,16 @@ def precision_note(chosen: str) -> str:
     if str(chosen) == default:
         return f"Precision {chosen}: {why}"
     return f"Precision {chosen}, as set (the default here would be {default}: {why})"
+
+
+def process_is_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (signal 0 only asks)."""
+    if pid <= 0:  # kill(0) or kill(-n) would ask a whole process group
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # OverflowError: no process has such a pid
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from denoise.files.atomic import atomic_file
+from denoise.runtime.machine import process_is_alive
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +168,8 @@ def _checkable_here(process: dict[str, Any]) -> bool:
 
 def _why_gone(pid: int, start_ticks: Any) -> str | None:
     """None while process ``pid`` lives (and, where recorded, started when it did)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # OverflowError: no process has such a pid
+    if not process_is_alive(pid):
         return f"pid {pid} gone"
-    except PermissionError:
-        pass  # alive, owned by someone else
     stat = _proc_stat(pid)
     if stat is None:
         return None  # no /proc to look further: alive
