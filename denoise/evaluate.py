@@ -5,7 +5,9 @@ without ``ckpt_path`` it scores the blind model shipped in the package.
 
 Every method sees the very same noisy images (noise fixed by ``seed`` per density), and
 PSNR/SSIM/MSE are averaged per image. The run folder gets ``metrics.csv``,
-``metrics.json``, ``metrics.md``, ``metrics_vs_density.png`` and ``examples.png``.
+``metrics.json``, ``metrics.md``, ``metrics_vs_density.png`` and ``examples.png``, and the
+error breakdown (where each method's error sits, and what the model missed or wrongly
+replaced): ``diagnostic.md``, ``diagnostic.csv`` and ``diagnostic.png``.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from tqdm.auto import tqdm
 
 from denoise import CONFIG_PATH
 from denoise.data.datamodule import FERDataModule, fixed_noise_codes, to_model_input
-from denoise.data.noise import apply_salt_and_pepper
+from denoise.data.noise import UNTOUCHED, apply_salt_and_pepper
 from denoise.data.settings import check_data_settings
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
 from denoise.files.plots import image_rows, line_panels
 from denoise.inference.checkpoints import PRECISIONS, load_denoiser, resolve_checkpoint
 from denoise.models.filters import classical_filters
-from denoise.models.metrics import image_metrics
+from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
 from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import SettingError, user_errors
 from denoise.runtime.settings import fractions, number_in, one_of, whole_number
@@ -51,6 +53,7 @@ class Evaluation:
     densities: list[float]
     metrics: dict[str, dict[float, dict[str, float]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    breakdown: dict[str, dict[float, dict[str, float | None]]] = field(default_factory=dict)
     examples: dict[float, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def frame(self) -> pd.DataFrame:
@@ -74,6 +77,32 @@ class Evaluation:
         ]
         return "\n".join([header, rule, *rows])
 
+    def breakdown_frame(self) -> pd.DataFrame:
+        """Long format: one row per (method, density) with every breakdown figure."""
+        rows = [
+            {"method": method, "density": density, **figures}
+            for method, by_density in self.breakdown.items()
+            for density, figures in by_density.items()
+        ]
+        return pd.DataFrame(rows)
+
+    def breakdown_table(self, method: str) -> str:
+        """Markdown table for one method: densities as rows, pixel kinds as columns."""
+        by_density = self.breakdown[method]
+        decides = any("missed" in figures for figures in by_density.values())
+        columns = [f"{kind}: RMS / share" for kind in PIXEL_CLASSES]
+        columns += ["missed noise", "false alarms"] if decides else []
+        lines = ["| density | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+        for density, figures in by_density.items():
+            cells = [
+                f"{_shown(figures[f'rms {kind}'], '.2f')} / {figures[f'share {kind}']:.0%}"
+                for kind in PIXEL_CLASSES
+            ]
+            if decides:
+                cells += [_shown(figures["missed"], ".2%"), _shown(figures["false alarms"], ".2%")]
+            lines.append(f"| {density:.0%} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
 
 def evaluate_denoisers(
     clean_images: torch.Tensor,
@@ -93,6 +122,7 @@ def evaluate_denoisers(
     result = Evaluation(densities=list(densities))
     methods = [NOISY, *denoisers]
     result.seconds = dict.fromkeys(methods, 0.0)
+    result.breakdown = {method: {} for method in denoisers}
     total = len(densities) * -(-len(clean_images) // batch_size)
     progress = tqdm(total=total, desc="evaluating", unit="batch")
     for density in densities:
@@ -104,14 +134,18 @@ def evaluate_denoisers(
             noise_seed(seed, density),
         )
         trackers = {method: image_metrics() for method in methods}
+        breakdowns = {method: ErrorBreakdown() for method in denoisers}
         for start in range(0, len(clean_images), batch_size):
             clean = clean_images[start : start + batch_size]
+            hit = codes[start : start + batch_size] != UNTOUCHED
             noisy = apply_salt_and_pepper(clean, codes[start : start + batch_size])
             outputs = {NOISY: noisy}
             for method, denoiser in denoisers.items():
                 began = time.perf_counter()
-                outputs[method] = denoiser(noisy).to(clean.device, torch.float32).clamp(0, 1)
+                restored, judged_noise = restore_and_decide(denoiser, noisy)
+                outputs[method] = restored.to(clean.device, torch.float32).clamp(0, 1)
                 result.seconds[method] += time.perf_counter() - began
+                breakdowns[method].update(outputs[method], clean, noisy, hit, judged_noise)
             for method, restored in outputs.items():
                 trackers[method].update(restored, clean)
             if density in example_densities and start == 0:
@@ -123,8 +157,25 @@ def evaluate_denoisers(
         for method, tracker in trackers.items():
             values = {name: float(value) for name, value in tracker.compute().items()}
             result.metrics.setdefault(method, {})[density] = values
+        for method, breakdown in breakdowns.items():
+            result.breakdown[method][density] = breakdown.compute()
     progress.close()
     return result
+
+
+def _shown(value: float | None, spec: str) -> str:
+    """A figure, or a dash where there was nothing to measure."""
+    return "–" if value is None else format(value, spec)
+
+
+def restore_and_decide(
+    denoiser: Denoiser, noisy: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A denoiser's output, and its noise decision where it exposes one (``ModelDenoiser``)."""
+    decide = getattr(denoiser, "restore_and_decide", None)
+    if decide is None:
+        return denoiser(noisy), None
+    return decide(noisy)
 
 
 def noise_seed(seed: int, density: float) -> int:
@@ -140,25 +191,38 @@ def model_label(model: DenoisingModule) -> str:
     )
 
 
-def model_denoiser(model: DenoisingModule, batch_size: int) -> Denoiser:
-    """Batched inference on the model's device; results come back on the input's device."""
-    device = model.device
+class ModelDenoiser:
+    """Batched inference on the model's device, results back on the input's device; it also
+    hands over the model's noise decision, for the error breakdown."""
+
+    def __init__(self, model: DenoisingModule, batch_size: int) -> None:
+        self.model = model
+        self.batch_size = batch_size
+
+    def __call__(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.restore_and_decide(noisy)[0]
 
     @torch.inference_mode()
-    def run(noisy: torch.Tensor) -> torch.Tensor:
-        parts = [
-            model.denoise(part.to(device)).to(noisy.device) for part in noisy.split(batch_size)
-        ]
-        return torch.cat(parts)
-
-    return run
+    def restore_and_decide(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        restored, decisions = [], []
+        for part in noisy.split(self.batch_size):
+            images, judged_noise = self.model.denoise_and_decide(part.to(self.model.device))
+            restored.append(images.to(noisy.device))
+            if judged_noise is not None:
+                decisions.append(judged_noise.to(noisy.device))
+        return torch.cat(restored), torch.cat(decisions) if decisions else None
 
 
 def write_outputs(result: Evaluation, output_dir: Path, context: dict) -> None:
     """metrics.csv/json/md, the metric-vs-density plot and the example grid."""
     output_dir.mkdir(parents=True, exist_ok=True)
     result.frame().to_csv(output_dir / "metrics.csv", index=False)
-    payload = {**context, "seconds": result.seconds, "metrics": result.metrics}
+    payload = {
+        **context,
+        "seconds": result.seconds,
+        "metrics": result.metrics,
+        "diagnostic": result.breakdown,
+    }
     (output_dir / "metrics.json").write_text(json.dumps(payload, indent=2))
     (output_dir / "metrics.md").write_text(markdown_report(result, context))
     panels = [
@@ -174,12 +238,56 @@ def write_outputs(result: Evaluation, output_dir: Path, context: dict) -> None:
     line_panels(
         panels, "salt-and-pepper density", output_dir / "metrics_vs_density.png", context["title"]
     )
+    write_diagnostic(result, output_dir, context)
     if result.examples:
         rows = [
             (f"{density:.0%}", list(images.values()), list(images))
             for density, images in result.examples.items()
         ]
         image_rows(rows, output_dir / "examples.png")
+
+
+def write_diagnostic(result: Evaluation, output_dir: Path, context: dict) -> None:
+    """diagnostic.md (one table per method), diagnostic.csv and diagnostic.png (the model's
+    error by kind of pixel against density)."""
+    result.breakdown_frame().to_csv(output_dir / "diagnostic.csv", index=False)
+    sections = [f"## {method}\n\n{result.breakdown_table(method)}\n" for method in result.breakdown]
+    (output_dir / "diagnostic.md").write_text(
+        f"{context['title']}\n\n{DIAGNOSTIC_LEGEND}\n\n" + "\n".join(sections)
+    )
+    model = context.get("model")
+    if model not in result.breakdown:
+        return
+    by_density = result.breakdown[model]
+    panels = [
+        (
+            label,
+            {
+                kind: (
+                    result.densities,
+                    [_plotted(by_density[d][f"{key} {kind}"]) for d in result.densities],
+                )
+                for kind in PIXEL_CLASSES
+            },
+        )
+        for key, label in (("rms", "RMS error (grey levels)"), ("share", "share of squared error"))
+    ]
+    line_panels(
+        panels, "salt-and-pepper density", output_dir / "diagnostic.png", f"Where the {model} errs"
+    )
+
+
+def _plotted(value: float | None) -> float:
+    return float("nan") if value is None else value  # matplotlib leaves a gap
+
+
+DIAGNOSTIC_LEGEND = (
+    "RMS error in grey levels (of 255) and share of the squared error on each kind of pixel: "
+    "noise = pixels the noise hit; black/white = genuinely black or white pixels it spared; "
+    "other = all the rest. Missed noise: share of the noise pixels that changed the image "
+    "which the model left alone; false alarms: share of the genuine black/white pixels it "
+    "replaced."
+)
 
 
 def markdown_report(result: Evaluation, context: dict) -> str:
@@ -230,7 +338,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     clean = to_model_input(images, datamodule.image_size, datamodule.channels)
     denoisers = {
         **classical_filters(cfg.amf_max_window),
-        model_label(model): model_denoiser(model, cfg.batch_size),
+        model_label(model): ModelDenoiser(model, cfg.batch_size),
     }
     result = evaluate_denoisers(
         clean,
@@ -253,9 +361,13 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         "seed": cfg.seed,
         "amf_max_window": cfg.amf_max_window,
         "precision": "bf16" if model.inference_autocast is not None else "fp32",
+        "model": model_label(model),
     }
     write_outputs(result, output_dir, context)
     print("\n" + markdown_report(result, context))
+    print(f"Where the {context['model']} errs (diagnostic.md has every method):\n")
+    print(DIAGNOSTIC_LEGEND + "\n")
+    print(result.breakdown_table(context["model"]) + "\n")
     seconds = ", ".join(f"{method} {value:.1f}" for method, value in result.seconds.items())
     print(f"Seconds per method: {seconds}\n")
     print(folder_listing(output_dir, "Outputs of this evaluation in"))

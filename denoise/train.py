@@ -25,6 +25,7 @@ from denoise.runtime.machine import describe_machine, precision_note
 from denoise.training.callbacks import MetricHistory
 from denoise.training.preflight import check_resume, check_training_settings
 from denoise.training.summary import RunSummary, format_test_table
+from denoise.training.warm_start import check_init_from, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def train(cfg: DictConfig) -> float | None:
     log.info("This run writes into %s", absolute(output_dir))
     check_training_settings(cfg)
     check_resume(cfg)
+    check_init_from(cfg.get("init_from"), cfg.model.architecture)
     summary = RunSummary(output_dir)
     started = time.perf_counter()
     summary.update(
@@ -69,6 +71,8 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
         log.info("Seed %s: weights, shuffling and training noise repeat exactly", cfg.seed)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
+    if cfg.get("init_from") and not cfg.get("ckpt_path"):  # a resume brings its own weights
+        warm_start(model, cfg.init_from)
     datamodule.prepare_data()  # the data's errors come now, before the Trainer starts
     datamodule.setup("fit")
     log.info(precision_note(cfg.trainer.precision))

@@ -95,11 +95,17 @@ def test_evaluate_command_writes_tables_plots_and_beats_noise(
         psnr["U-Net", 0.5]
     )
     assert set(saved["seconds"]) == set(methods)
-    for image in ("metrics_vs_density.png", "examples.png"):
+    for image in ("metrics_vs_density.png", "examples.png", "diagnostic.png"):
         assert (out / image).stat().st_size > 5_000
+    diagnostic = pd.read_csv(out / "diagnostic.csv").set_index(["method", "density"])
+    assert diagnostic.loc[("U-Net", 0.5), "share noise"] > 0.5  # noise dominates at 50%
+    assert diagnostic.loc[("switching median 3x3", 0.1), "rms other"] == 0.0  # never touched
+    assert "## biharmonic inpainting" in (out / "diagnostic.md").read_text()
+    assert set(saved["diagnostic"]) == set(methods) - {NOISY}
     printed = capsys.readouterr().out
     assert "| method | 10% | 50% |" in printed and "| U-Net |" in printed
     assert f"Outputs of this evaluation in {out}:" in printed and "metrics.json" in printed
+    assert "Where the U-Net errs" in printed and "| density | noise: RMS / share" in printed
 
 
 def test_evaluate_without_a_checkpoint_scores_the_shipped_blind_model(

@@ -10,6 +10,7 @@ from denoise.data.noise import (
     SALT,
     add_salt_and_pepper,
     apply_salt_and_pepper,
+    flatten_some,
     sample_salt_and_pepper,
 )
 
@@ -61,3 +62,30 @@ def test_codes_apply_exactly_and_leave_other_pixels_alone() -> None:
 def test_invalid_amounts_are_refused(amount) -> None:
     with pytest.raises(ValueError, match="noise amount"):
         add_salt_and_pepper(GREY, amount)
+
+
+def test_clean_share_spares_whole_images_and_zero_keeps_the_old_stream() -> None:
+    shape = (400, 1, 16, 16)
+    plain = sample_salt_and_pepper(shape, 0.5, generator=torch.Generator().manual_seed(3))
+    unchanged = sample_salt_and_pepper(
+        shape, 0.5, generator=torch.Generator().manual_seed(3), clean_share=0.0
+    )
+    assert torch.equal(plain, unchanged)
+    codes = sample_salt_and_pepper(
+        shape, 0.5, generator=torch.Generator().manual_seed(3), clean_share=0.25
+    )
+    per_image = (codes != 0).float().mean(dim=(1, 2, 3))
+    spared = per_image == 0
+    assert 0.18 < spared.float().mean() < 0.32
+    assert per_image[~spared].min() > 0.3  # the others keep their density
+
+
+def test_flatten_some_makes_all_black_or_all_white_images() -> None:
+    images = torch.rand(400, 1, 8, 8) * 0.8 + 0.1
+    mixed = flatten_some(images, 0.5, torch.Generator().manual_seed(0))
+    flat = mixed.amax(dim=(1, 2, 3)) == mixed.amin(dim=(1, 2, 3))
+    assert 0.4 < flat.float().mean() < 0.6
+    levels = mixed[flat].amax(dim=(1, 2, 3))
+    assert set(levels.tolist()) == {0.0, 1.0}
+    assert torch.equal(mixed[~flat], images[~flat])
+    assert flatten_some(images, 0.0) is images

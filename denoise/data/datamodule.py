@@ -21,7 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from denoise.data.embedded import embedded_csv_path
 from denoise.data.fer_csv import load_fer_csv
-from denoise.data.noise import Amount, apply_salt_and_pepper, check_amount, sample_salt_and_pepper
+from denoise.data.noise import (
+    Amount,
+    apply_salt_and_pepper,
+    check_amount,
+    flatten_some,
+    sample_salt_and_pepper,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +38,18 @@ Batch = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class NoiseSettings:
-    """Salt-and-pepper settings: ``amount`` is a fraction or a ``[low, high]`` range per image."""
+    """Salt-and-pepper settings: ``amount`` is a fraction or a ``[low, high]`` range per image.
+
+    ``clean_share`` and ``flat_share`` shape training only (validation and test keep the
+    plain ``amount``): the share of training images left noise-free, and the share
+    replaced by all-black or all-white images.
+    """
 
     amount: Amount = 0.02
     salt_vs_pepper: float = 0.5
     seed: int = 1234
+    clean_share: float = 0.0
+    flat_share: float = 0.0
 
     def __post_init__(self) -> None:
         check_amount(self.amount)
@@ -202,11 +215,14 @@ class FERDataModule(L.LightningDataModule):
         clean = to_model_input(batch["clean"], self.image_size, self.channels)
         codes = batch.get("codes")
         if codes is None:
+            generator = self._train_generator(clean.device)
+            clean = flatten_some(clean, self.noise.flat_share, generator)
             codes = sample_salt_and_pepper(
                 clean.shape,
                 self.noise.amount,
                 self.noise.salt_vs_pepper,
-                self._train_generator(clean.device),
+                generator,
+                clean_share=self.noise.clean_share,
             )
         return {"clean": clean, "noisy": apply_salt_and_pepper(clean, codes)}
 

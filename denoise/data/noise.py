@@ -36,12 +36,15 @@ def sample_salt_and_pepper(
     salt_vs_pepper: float = 0.5,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    clean_share: float = 0.0,
 ) -> torch.Tensor:
     """Draw uint8 noise codes for a batch of shape ``(N, C, H, W)``.
 
     Each element is corrupted with probability ``amount``; a ``[low, high]`` amount is
     drawn uniformly once per image, so one batch mixes noise levels. A corrupted
-    element becomes salt with probability ``salt_vs_pepper``.
+    element becomes salt with probability ``salt_vs_pepper``. A ``clean_share`` of the
+    images is left untouched (density exactly 0, which a continuous range never draws):
+    a blind model must learn that clean input exists.
     """
     if not 0.0 <= salt_vs_pepper <= 1.0:
         raise ValueError(f"salt_vs_pepper must lie in [0, 1], got {salt_vs_pepper}")
@@ -50,6 +53,9 @@ def sample_salt_and_pepper(
         device = generator.device
     per_image = [shape[0]] + [1] * (len(shape) - 1)
     density = torch.rand(per_image, generator=generator, device=device) * (high - low) + low
+    if clean_share > 0.0:  # drawn only when asked, so other settings keep their noise
+        spared = torch.rand(per_image, generator=generator, device=device) < clean_share
+        density = density.masked_fill(spared, 0.0)
     corrupted = torch.rand(shape, generator=generator, device=device) < density
     salt = torch.rand(shape, generator=generator, device=device) < salt_vs_pepper
     codes = corrupted.to(torch.uint8) * torch.where(salt, SALT, PEPPER).to(torch.uint8)
@@ -80,3 +86,21 @@ def add_salt_and_pepper(
     """Return a noisy copy of ``clean`` (float, values in [0, 1])."""
     codes = sample_salt_and_pepper(clean.shape, amount, salt_vs_pepper, generator, clean.device)
     return apply_salt_and_pepper(clean, codes)
+
+
+def flatten_some(
+    clean: torch.Tensor, share: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Replace a ``share`` of the images by all-black or all-white ones (half each).
+
+    Every pixel of such an image is a candidate and none is noise: without them in
+    training, a blind model reads an all-black picture as 100% pepper and "restores" it.
+    """
+    if share <= 0.0:
+        return clean
+    per_image = [clean.shape[0]] + [1] * (clean.dim() - 1)
+    device = clean.device
+    flat = torch.rand(per_image, generator=generator, device=device) < share
+    white = torch.rand(per_image, generator=generator, device=device) < 0.5
+    level = white.to(clean.dtype).expand_as(clean)
+    return torch.where(flat, level, clean)

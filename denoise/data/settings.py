@@ -27,4 +27,6 @@ def check_data_settings(cfg: DictConfig, prefix: str = "data") -> None:
             f"{prefix}.noise.amount={shown}: must be a fraction in [0, 1] or a [low, high] range"
         ) from None
     number_in(cfg, f"{prefix}.noise.salt_vs_pepper", 0.0, 1.0)
+    for key in ("clean_share", "flat_share"):
+        number_in(cfg, f"{prefix}.noise.{key}", 0.0, 1.0, optional=True)
     whole_number(cfg, f"{prefix}.noise.seed", minimum=0)

@@ -13,7 +13,11 @@ The network is given three planes per image channel:
 - the candidate mask;
 - a first guess for candidates: normalized convolution of the non-candidate pixels at
   several Gaussian scales, each scale falling back on the coarser one where it has no
-  support (so it holds at 2% and at 95% noise alike).
+  support (so it holds at 2% and at 95% noise alike);
+- with ``global_context``, two constant planes: the image's share of black and of white
+  pixels. They say at once how noisy the whole image is (no salt at all means no noise,
+  however black the picture), which a 48x48 U-Net otherwise pieces together from local
+  evidence.
 
 For each candidate the network predicts a corrected value (the guess plus a correction)
 and a *keep* probability: the output is ``keep * input + (1 - keep) * corrected`` on
@@ -84,6 +88,12 @@ def normalized_convolution_fill(
     return estimate
 
 
+def extreme_shares(images: torch.Tensor, level: float) -> torch.Tensor:
+    """A constant plane per image and channel: the share of its pixels exactly at ``level``."""
+    share = (images == level).to(images.dtype).mean(dim=(2, 3), keepdim=True)
+    return share.expand_as(images)
+
+
 class CorruptionAwareUNet(nn.Module):
     """A :class:`DenoisingUNet` that decides, for each candidate pixel, whether to keep it or
     to replace it by a corrected normalized-convolution guess; every other pixel leaves
@@ -98,10 +108,12 @@ class CorruptionAwareUNet(nn.Module):
         negative_slope: float = 0.1,
         packed_dropout: bool = True,
         sigmas: Sequence[float] = DEFAULT_SIGMAS,
+        global_context: bool = False,
     ) -> None:
         super().__init__()
+        self.global_context = global_context
         self.backbone = DenoisingUNet(
-            3 * channels,
+            (5 if global_context else 3) * channels,
             2 * channels,
             base_channels,
             depth,
@@ -115,6 +127,11 @@ class CorruptionAwareUNet(nn.Module):
         self.size_multiple = self.backbone.size_multiple  # tiling aligns tiles to it
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.restore_and_decide(noisy)[0]
+
+    def restore_and_decide(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The restored images, and the model's decision: True where it judged a pixel noise
+        (a candidate whose keep probability is below one half)."""
         noisy = noisy.float()
         candidates = candidate_mask(noisy)
         kept = 1.0 - candidates
@@ -123,12 +140,16 @@ class CorruptionAwareUNet(nn.Module):
         # (1-channel blurs, element-wise), and bf16's 8-bit mantissa would blur clean detail.
         with torch.autocast(noisy.device.type, enabled=False):
             guess = normalized_convolution_fill(noisy, kept, kernels)
-        planes = torch.cat([noisy, candidates, guess], dim=1)
+        planes = [noisy, candidates, guess]
+        if self.global_context:
+            planes += [extreme_shares(noisy, 0.0), extreme_shares(noisy, 1.0)]
+        planes = torch.cat(planes, dim=1)
         planes = planes.contiguous(memory_format=self._backbone_memory_format())
         correction, keep_logit = self.backbone(planes).float().chunk(2, dim=1)
         keep = torch.sigmoid(keep_logit)
         replaced = keep * noisy + (1.0 - keep) * (guess + correction)
-        return kept * noisy + candidates * replaced
+        judged_noise = (candidates > 0) & (keep < 0.5)
+        return kept * noisy + candidates * replaced, judged_noise
 
     def _backbone_memory_format(self) -> torch.memory_format:
         """The layout of the backbone's first conv weights (channels_last when the module

@@ -38,3 +38,65 @@ def image_metrics(prefix: str = "") -> MetricCollection:
         },
         prefix=prefix,
     )
+
+
+PIXEL_CLASSES = ("noise", "black/white", "other")
+
+
+class ErrorBreakdown:
+    """Where a method's error sits: RMS error (grey levels of 255) and share of the total
+    squared error on three kinds of pixel, plus detection figures for a method that decides
+    which pixels are noise.
+
+    - ``noise``: pixels the salt-and-pepper hit;
+    - ``black/white``: genuinely black or white pixels it spared (candidates a blind
+      method must learn to keep);
+    - ``other``: everything else, which no salt-and-pepper method needs to touch.
+
+    ``missed`` is the share of harmful noise pixels (those the noise changed) left alone;
+    ``false alarms`` the share of genuine black/white pixels judged noise.
+    """
+
+    def __init__(self) -> None:
+        self.squared = dict.fromkeys(PIXEL_CLASSES, 0.0)
+        self.counts = dict.fromkeys(PIXEL_CLASSES, 0)
+        self.harmful = self.missed = self.genuine = self.false_alarms = 0
+        self.decides = False
+
+    def update(
+        self,
+        restored: torch.Tensor,
+        clean: torch.Tensor,
+        noisy: torch.Tensor,
+        hit: torch.Tensor,
+        judged_noise: torch.Tensor | None = None,
+    ) -> None:
+        """``hit``: True where the noise struck (its codes); ``judged_noise``: the method's
+        own decision, where it has one."""
+        squared = ((restored.float() - clean.float()) * 255.0).pow(2)
+        genuine = ~hit & ((clean == 0.0) | (clean == 1.0))
+        masks = {"noise": hit, "black/white": genuine, "other": ~hit & ~genuine}
+        for name, mask in masks.items():
+            self.squared[name] += float(squared[mask].sum())
+            self.counts[name] += int(mask.sum())
+        if judged_noise is not None:
+            self.decides = True
+            harmful = hit & (noisy != clean)
+            self.harmful += int(harmful.sum())
+            self.missed += int((harmful & ~judged_noise).sum())
+            self.genuine += int(genuine.sum())
+            self.false_alarms += int((genuine & judged_noise).sum())
+
+    def compute(self) -> dict[str, float | None]:
+        """Flat figures: ``rms <class>``, ``share <class>`` and, where the method decides,
+        ``missed`` and ``false alarms`` (fractions; None where there was nothing to count)."""
+        total = sum(self.squared.values())
+        figures: dict[str, float | None] = {}
+        for name in PIXEL_CLASSES:
+            count = self.counts[name]
+            figures[f"rms {name}"] = (self.squared[name] / count) ** 0.5 if count else None
+            figures[f"share {name}"] = self.squared[name] / total if total else 0.0
+        if self.decides:
+            figures["missed"] = self.missed / self.harmful if self.harmful else None
+            figures["false alarms"] = self.false_alarms / self.genuine if self.genuine else None
+        return figures

@@ -30,11 +30,14 @@ def build_network(
     dropout: float,
     negative_slope: float,
     packed_dropout: bool,
+    global_context: bool = False,
 ) -> nn.Module:
     """``unet``: the reference U-Net, re-synthesising every pixel. ``corruption_aware``:
     the same U-Net as a backbone that only rewrites black or white pixels (see
     :mod:`denoise.models.corruption_aware`)."""
     if architecture == "unet":
+        if global_context:
+            raise ValueError("global_context is a setting of the corruption_aware architecture")
         return DenoisingUNet(
             in_channels, out_channels, base_channels, depth, dropout, negative_slope, packed_dropout
         )
@@ -45,7 +48,13 @@ def build_network(
                 f"in_channels ({in_channels}) must equal out_channels ({out_channels})"
             )
         return CorruptionAwareUNet(
-            in_channels, base_channels, depth, dropout, negative_slope, packed_dropout
+            in_channels,
+            base_channels,
+            depth,
+            dropout,
+            negative_slope,
+            packed_dropout,
+            global_context=global_context,
         )
     raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")
 
@@ -75,6 +84,7 @@ class DenoisingModule(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         architecture: str = "unet",
         loss: str = "mse",
+        global_context: bool = False,
     ) -> None:
         super().__init__()
         optimizer = _plain(optimizer) or dict(DEFAULT_OPTIMIZER)
@@ -89,6 +99,7 @@ class DenoisingModule(L.LightningModule):
             dropout,
             negative_slope,
             packed_dropout,
+            global_context,
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)  # oneDNN's fastest conv layout
@@ -115,6 +126,19 @@ class DenoisingModule(L.LightningModule):
         with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
             restored = self(noisy)
         return restored.float().clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def denoise_and_decide(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`denoise`, plus where the network judged pixels noise (None for a network
+        that makes no such decision: the reference U-Net rewrites every pixel)."""
+        if not hasattr(self.net, "restore_and_decide"):
+            return self.denoise(noisy), None
+        autocast = self.inference_autocast
+        with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
+            restored, judged_noise = self.net.restore_and_decide(
+                noisy.contiguous(memory_format=self.memory_format)
+            )
+        return restored.float().clamp(0.0, 1.0).contiguous(), judged_noise
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["noisy"]), batch["clean"])

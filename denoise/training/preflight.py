@@ -20,7 +20,15 @@ from denoise.runtime.settings import (
 )
 
 # The hyperparameters that shape the network: a checkpoint resumes only into the same ones.
-NETWORK_KEYS = ("architecture", "in_channels", "out_channels", "base_channels", "depth")
+NETWORK_KEYS = (
+    "architecture",
+    "in_channels",
+    "out_channels",
+    "base_channels",
+    "depth",
+    "global_context",
+)
+NETWORK_DEFAULTS = {"global_context": False}  # checkpoints from before the key existed
 
 
 def check_training_settings(cfg: DictConfig) -> None:
@@ -54,7 +62,12 @@ def check_resume(cfg: DictConfig) -> None:
             fix="resume from a run's checkpoints/last.ckpt",
         )
     saved = checkpoint["hyper_parameters"]
-    differ = [key for key in NETWORK_KEYS if saved.get(key) != setting(cfg, f"model.{key}")]
+    differ = [
+        key
+        for key in NETWORK_KEYS
+        if saved.get(key, NETWORK_DEFAULTS.get(key))
+        != _or_default(setting(cfg, f"model.{key}"), key)
+    ]
     if differ:
         was = ", ".join(f"model.{key}={saved.get(key)}" for key in differ)
         now = ", ".join(f"model.{key}={setting(cfg, f'model.{key}')}" for key in differ)
@@ -62,3 +75,7 @@ def check_resume(cfg: DictConfig) -> None:
             f"{path}: trained with {was}; this run has {now}",
             fix="resume with the checkpoint's settings (e.g. model=corruption_aware)",
         )
+
+
+def _or_default(value: object, key: str) -> object:
+    return NETWORK_DEFAULTS.get(key) if value is None else value

@@ -1,0 +1,81 @@
+"""Start a training run from another run's weights (``init_from``), not from scratch.
+
+Unlike ``ckpt_path`` (resume: the same network, optimizer and epoch counter), a warm start
+takes only the weights and trains a fresh schedule on them, so a finished model can be
+fine-tuned with a new recipe, or grown: a network with extra input planes gets them with
+zero weights, and starts out computing exactly what the old one did.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from denoise.inference.checkpoints import (
+    SHIPPED_WEIGHTS,
+    CheckpointError,
+    read_checkpoint,
+    resolve_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+SHIPPED = "shipped"
+
+
+def init_path(init_from: str) -> Path:
+    """``shipped`` names the blind model in the package; anything else is a checkpoint file."""
+    return SHIPPED_WEIGHTS if init_from == SHIPPED else resolve_checkpoint(init_from)
+
+
+def check_init_from(init_from: str | None, architecture: str) -> None:
+    """Refuse, before training starts, a file that is no checkpoint or of another design."""
+    if not init_from:
+        return
+    path = init_path(init_from)
+    saved = read_checkpoint(path)["hyper_parameters"].get("architecture", "unet")
+    if saved != architecture:
+        raise CheckpointError(
+            f"{path}: holds a {saved} model; this run trains model.architecture={architecture}",
+            fix=f"warm-start from a {architecture} checkpoint, or set model={saved}",
+        )
+
+
+def warm_start(model: nn.Module, init_from: str) -> Path:
+    """Copy the checkpoint's weights into ``model``; input channels it lacks start at zero."""
+    path = init_path(init_from)
+    source = read_checkpoint(path)["state_dict"]
+    target = model.state_dict()
+    missing = sorted(set(target) - set(source))
+    if missing:
+        raise CheckpointError(f"{path}: lacks weights this model needs ({', '.join(missing[:3])})")
+    for name, weights in target.items():
+        saved = source[name]
+        if saved.shape == weights.shape:
+            weights.copy_(saved)
+        elif grows_inputs(saved.shape, weights.shape):
+            weights.zero_()
+            weights[:, : saved.shape[1]].copy_(saved)
+            added = weights.shape[1] - saved.shape[1]
+            log.info("Warm start: %s gets %d new input channels, at zero", name, added)
+        else:
+            raise CheckpointError(
+                f"{path}: its {name} is {tuple(saved.shape)}; this model's is "
+                f"{tuple(weights.shape)}",
+                fix="warm-start from a checkpoint of the same size (model.base_channels, depth)",
+            )
+    log.info("Warm start from %s", path)
+    return path
+
+
+def grows_inputs(saved: torch.Size, wanted: torch.Size) -> bool:
+    """A conv weight with more input channels and otherwise the same shape."""
+    return (
+        len(saved) == len(wanted) == 4
+        and saved[0] == wanted[0]
+        and saved[2:] == wanted[2:]
+        and saved[1] < wanted[1]
+    )

@@ -1,0 +1,76 @@
+"""``init_from``: a run starts from another model's weights with a fresh schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_MODEL, smooth_images
+
+from denoise.data.noise import add_salt_and_pepper
+from denoise.inference.checkpoints import CheckpointError, read_checkpoint
+from denoise.models.module import DenoisingModule
+from denoise.train import train
+from denoise.training.warm_start import check_init_from, warm_start
+
+SMALL = {"architecture": "corruption_aware", "base_channels": 4, "depth": 3, "dropout": 0.0}
+
+
+def _saved(model: DenoisingModule, path: Path) -> Path:
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    return path
+
+
+def test_a_grown_model_starts_out_computing_what_the_old_one_did(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    old = DenoisingModule(**SMALL).eval()
+    for parameter in old.parameters():  # not the initial weights: a trained-looking model
+        parameter.data.add_(torch.randn_like(parameter) * 0.05)
+    path = _saved(old, tmp_path / "old.ckpt")
+    grown = DenoisingModule(**SMALL, global_context=True).eval()
+
+    warm_start(grown, str(path))
+
+    clean = torch.from_numpy(smooth_images(4, 24, 24)).unsqueeze(1).float() / 255
+    noisy = add_salt_and_pepper(clean, 0.3, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(grown.denoise(noisy), old.denoise(noisy), atol=1e-6)
+    first = grown.net.backbone.encoder[0][0].weight
+    assert first.shape[1] == 5 and torch.all(first[:, 3:] == 0)
+
+
+def test_weights_of_another_size_or_design_are_refused_in_one_line(tmp_path: Path) -> None:
+    path = _saved(DenoisingModule(**SMALL), tmp_path / "small.ckpt")
+    wider = DenoisingModule(**{**SMALL, "base_channels": 8})
+    with pytest.raises(CheckpointError, match="this model's is"):
+        warm_start(wider, str(path))
+    unet = _saved(DenoisingModule(base_channels=4, depth=3), tmp_path / "unet.ckpt")
+    with pytest.raises(CheckpointError, match="holds a unet model"):
+        check_init_from(str(unet), "corruption_aware")
+    check_init_from("shipped", "corruption_aware")  # the packaged blind model
+
+
+def test_training_with_init_from_starts_at_the_given_weights(
+    compose_train, tiny_csv: Path, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    source = DenoisingModule(**SMALL)
+    for parameter in source.parameters():
+        parameter.data.add_(torch.randn_like(parameter) * 0.05)
+    path = _saved(source, tmp_path / "source.ckpt")
+    cfg = compose_train(
+        f"data.csv_path={tiny_csv}",
+        "model=corruption_aware",
+        *TINY_MODEL,
+        f"init_from={path}",
+        "optimizer.lr=1e-12",  # Adam moves each weight by about lr: it stays where it started
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "logger=none",
+    )
+    train(cfg)
+    trained = read_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    first = "net.backbone.encoder.0.0.weight"
+    assert torch.allclose(trained["state_dict"][first], source.state_dict()[first], atol=1e-8)
