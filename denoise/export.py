@@ -56,7 +56,21 @@ def training_card(run_dir: Path) -> dict[str, Any]:
         "best_epoch": summary.get("best_epoch"),
         "test": summary.get("test"),
         "run_dir": str(run_dir),
+        "started_from": parent_card(summary.get("warm_started_from")),
     }
+
+
+def parent_card(path: str | None) -> dict[str, Any] | None:
+    """The card of the weights a warm-started run began from, so that a model trained in
+    stages keeps its whole recipe (an exported file carries its card; a raw checkpoint
+    only its path)."""
+    if not path:
+        return None
+    try:
+        checkpoint = read_checkpoint(path)
+    except (UserError, OSError):
+        return {"weights": path, "command": None}
+    return checkpoint.get(CARD_KEY) or {"weights": path, "command": None}
 
 
 def slim_checkpoint(checkpoint: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +100,29 @@ def card_markdown(card: dict[str, Any], weights: Path, parameters: int) -> str:
             lines += [f"| {name} | {value:.6g} |" for name, value in metrics.items()]
     lines += ["", "Config (`.hydra/config.yaml` of the run):", "", "```yaml"]
     lines += [card["config"].rstrip(), "```", ""]
+    lines += started_from_markdown(card.get("started_from"))
     return "\n".join(lines)
+
+
+def started_from_markdown(parent: dict[str, Any] | None, depth: int = 1) -> list[str]:
+    """The earlier stages of a model trained in stages, latest first."""
+    if not parent:
+        return []
+    heading = "#" * min(depth + 1, 6)
+    if not parent.get("command"):
+        return [f"{heading} Started from {parent.get('weights')}", "", "(no card recorded)", ""]
+    minutes = (parent.get("wall_time_s") or 0) / 60
+    lines = [
+        f"{heading} Started from the weights of an earlier run",
+        "",
+        f"{parent.get('epochs')} epochs in {minutes:.1f} min on {parent.get('machine')}:",
+        "",
+        "```",
+        parent["command"],
+        "```",
+        "",
+    ]
+    return lines + started_from_markdown(parent.get("started_from"), depth + 1)
 
 
 def export(cfg: DictConfig) -> Path:

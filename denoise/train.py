@@ -25,7 +25,7 @@ from denoise.runtime.machine import describe_machine, precision_note
 from denoise.training.callbacks import MetricHistory
 from denoise.training.preflight import check_resume, check_training_settings
 from denoise.training.summary import RunSummary, format_test_table
-from denoise.training.warm_start import check_init_from, warm_start
+from denoise.training.warm_start import check_init_from, init_path, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def train(cfg: DictConfig) -> float | None:
         output_dir=str(output_dir),
         machine=describe_machine(),
         resumed_from=cfg.get("ckpt_path"),
+        warm_started_from=str(init_path(cfg.init_from)) if cfg.get("init_from") else None,
     )
     try:
         with summary.alive():  # pid, host and a heartbeat: a killed run reads as died

@@ -99,3 +99,43 @@ def test_shipped_model_restores_a_face_far_better_than_the_median_filter(density
     model_psnr = _psnr(model.denoise(noisy), clean)
     median_psnr = _psnr(median_filter(noisy), clean)
     assert model_psnr > median_psnr + 10.0, (model_psnr, median_psnr)  # measured: 14-20 dB
+
+
+def test_a_model_trained_in_stages_keeps_every_stage_in_its_card(
+    compose_train, tiny_checkpoint: Path, tiny_csv: Path, tmp_path: Path
+) -> None:
+    from hydra.core.global_hydra import GlobalHydra
+
+    from denoise.train import train
+
+    first_run = tiny_checkpoint.parents[1]
+    _as_cli_run(first_run, ["model.base_channels=4", "trainer.max_epochs=1"])
+    stage_one = tmp_path / "weights" / "stage1.ckpt"
+    export(_export_config(first_run, stage_one))
+    GlobalHydra.instance().clear()
+    cfg = compose_train(
+        f"data.csv_path={tiny_csv}",
+        "model.base_channels=4",
+        "model.depth=3",
+        "model.dropout=0.0",
+        f"init_from={stage_one}",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "test=false",
+        "logger=none",
+        output_dir=tmp_path / "stage2",
+    )
+    train(cfg)
+    GlobalHydra.instance().clear()
+    assert read_summary(tmp_path / "stage2")["warm_started_from"] == str(stage_one)
+    _as_cli_run(tmp_path / "stage2", [f"init_from={stage_one}"])
+    stage_two = tmp_path / "weights" / "stage2.ckpt"
+
+    export(_export_config(tmp_path / "stage2", stage_two))
+
+    card = stage_two.with_suffix(".md").read_text()
+    assert f"python -m denoise.train init_from={stage_one}" in card
+    assert "Started from the weights of an earlier run" in card
+    assert "python -m denoise.train model.base_channels=4 trainer.max_epochs=1" in card
+    stored = torch.load(stage_two, weights_only=True)["denoise_card"]
+    assert stored["started_from"]["command"].endswith("trainer.max_epochs=1")

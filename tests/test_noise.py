@@ -89,3 +89,13 @@ def test_flatten_some_makes_all_black_or_all_white_images() -> None:
     assert set(levels.tolist()) == {0.0, 1.0}
     assert torch.equal(mixed[~flat], images[~flat])
     assert flatten_some(images, 0.0) is images
+
+
+def test_density_power_draws_low_densities_more_often() -> None:
+    shape = (2000, 1, 8, 8)
+    plain = sample_salt_and_pepper(shape, [0.0, 1.0], generator=torch.Generator().manual_seed(1))
+    skewed = sample_salt_and_pepper(
+        shape, [0.0, 1.0], generator=torch.Generator().manual_seed(1), density_power=3.0
+    )
+    assert (plain != 0).float().mean() == pytest.approx(0.5, abs=0.03)
+    assert (skewed != 0).float().mean() == pytest.approx(0.25, abs=0.03)  # E[u**3] = 1/4

@@ -40,9 +40,10 @@ Batch = dict[str, torch.Tensor]
 class NoiseSettings:
     """Salt-and-pepper settings: ``amount`` is a fraction or a ``[low, high]`` range per image.
 
-    ``clean_share`` and ``flat_share`` shape training only (validation and test keep the
-    plain ``amount``): the share of training images left noise-free, and the share
-    replaced by all-black or all-white images.
+    ``clean_share``, ``flat_share`` and ``density_power`` shape training only (validation
+    and test keep the plain ``amount``): the share of training images left noise-free, the
+    share replaced by all-black or all-white images, and how much more often low densities
+    of a range are drawn.
     """
 
     amount: Amount = 0.02
@@ -50,6 +51,7 @@ class NoiseSettings:
     seed: int = 1234
     clean_share: float = 0.0
     flat_share: float = 0.0
+    density_power: float = 1.0
 
     def __post_init__(self) -> None:
         check_amount(self.amount)
@@ -223,6 +225,7 @@ class FERDataModule(L.LightningDataModule):
                 self.noise.salt_vs_pepper,
                 generator,
                 clean_share=self.noise.clean_share,
+                density_power=self.noise.density_power,
             )
         return {"clean": clean, "noisy": apply_salt_and_pepper(clean, codes)}
 

@@ -37,6 +37,7 @@ def sample_salt_and_pepper(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     clean_share: float = 0.0,
+    density_power: float = 1.0,
 ) -> torch.Tensor:
     """Draw uint8 noise codes for a batch of shape ``(N, C, H, W)``.
 
@@ -44,7 +45,8 @@ def sample_salt_and_pepper(
     drawn uniformly once per image, so one batch mixes noise levels. A corrupted
     element becomes salt with probability ``salt_vs_pepper``. A ``clean_share`` of the
     images is left untouched (density exactly 0, which a continuous range never draws):
-    a blind model must learn that clean input exists.
+    a blind model must learn that clean input exists. ``density_power`` above 1 draws
+    the low densities of a range more often (``low + (high - low) * u ** power``).
     """
     if not 0.0 <= salt_vs_pepper <= 1.0:
         raise ValueError(f"salt_vs_pepper must lie in [0, 1], got {salt_vs_pepper}")
@@ -52,7 +54,10 @@ def sample_salt_and_pepper(
     if generator is not None:
         device = generator.device
     per_image = [shape[0]] + [1] * (len(shape) - 1)
-    density = torch.rand(per_image, generator=generator, device=device) * (high - low) + low
+    uniform = torch.rand(per_image, generator=generator, device=device)
+    if density_power != 1.0:
+        uniform = uniform.pow(density_power)
+    density = uniform * (high - low) + low
     if clean_share > 0.0:  # drawn only when asked, so other settings keep their noise
         spared = torch.rand(per_image, generator=generator, device=device) < clean_share
         density = density.masked_fill(spared, 0.0)

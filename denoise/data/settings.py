@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from denoise.data.noise import check_amount
 from denoise.runtime.errors import SettingError
-from denoise.runtime.settings import number_in, setting, whole_number
+from denoise.runtime.settings import number_in, positive_number, setting, whole_number
 
 
 def check_data_settings(cfg: DictConfig, prefix: str = "data") -> None:
@@ -29,4 +29,6 @@ def check_data_settings(cfg: DictConfig, prefix: str = "data") -> None:
     number_in(cfg, f"{prefix}.noise.salt_vs_pepper", 0.0, 1.0)
     for key in ("clean_share", "flat_share"):
         number_in(cfg, f"{prefix}.noise.{key}", 0.0, 1.0, optional=True)
+    if setting(cfg, f"{prefix}.noise.density_power") is not None:
+        positive_number(cfg, f"{prefix}.noise.density_power")
     whole_number(cfg, f"{prefix}.noise.seed", minimum=0)
