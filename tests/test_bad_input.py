@@ -104,6 +104,13 @@ SETTINGS = [
     ),
     ("model.loss=l3", "error: model.loss=l3: must be one of mse, psnr"),
     ("optimizer.lr=0", "error: optimizer.lr=0: must be a number above 0"),
+    ("data.noise.clean_share=2", "error: data.noise.clean_share=2: must be a number in [0, 1]"),
+    ("data.noise.density_power=0", "error: data.noise.density_power=0: must be a number above 0"),
+    (
+        "+model.global_context=true",
+        "error: model.global_context=true: only the corruption_aware architecture has it",
+    ),
+    ("init_from=absent.ckpt", "error: absent.ckpt: no such checkpoint"),
 ]
 
 

@@ -10,6 +10,7 @@ from denoise.data.settings import check_data_settings
 from denoise.inference.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
 from denoise.models.losses import LOSSES
 from denoise.models.module import ARCHITECTURES
+from denoise.runtime.errors import SettingError
 from denoise.runtime.settings import (
     batch_limit,
     number_in,
@@ -39,6 +40,14 @@ def check_training_settings(cfg: DictConfig) -> None:
     whole_number(cfg, "model.base_channels")
     whole_number(cfg, "model.depth", minimum=2)
     number_in(cfg, "model.dropout", 0.0, 1.0, high_open=True)
+    if (
+        setting(cfg, "model.global_context")
+        and setting(cfg, "model.architecture") != "corruption_aware"
+    ):
+        raise SettingError(
+            "model.global_context=true: only the corruption_aware architecture has it",
+            fix="use model=corruption_aware, or drop the setting",
+        )
     if setting(cfg, "optimizer.lr") is not None:
         positive_number(cfg, "optimizer.lr")
     epochs = setting(cfg, "trainer.max_epochs")
