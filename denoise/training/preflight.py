@@ -45,8 +45,7 @@ def check_training_settings(cfg: DictConfig) -> None:
         and setting(cfg, "model.architecture") != "corruption_aware"
     ):
         raise SettingError(
-            "model.global_context=true: only the corruption_aware architecture has it",
-            fix="use model=corruption_aware, or drop the setting",
+            "model.global_context=true: only the corruption_aware architecture has it"
         )
     if setting(cfg, "optimizer.lr") is not None:
         positive_number(cfg, "optimizer.lr")
