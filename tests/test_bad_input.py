@@ -114,6 +114,16 @@ SETTINGS = [
 ]
 
 
+def test_a_stage_two_recipe_without_its_stage_one_weights_says_so(
+    compose_train, tiny_csv: Path, tmp_path: Path, capsys
+) -> None:
+    cfg = compose_train(f"data.csv_path={tiny_csv}", "experiment=blind_refine")
+    assert user_error(train, cfg, capsys) == [
+        "error: init_from: this recipe is a second stage and needs the first stage's weights",
+        "pass init_from=outputs/runs/…/checkpoints/last.ckpt (or an exported .ckpt)",
+    ]
+
+
 @pytest.mark.parametrize(("override", "message"), SETTINGS, ids=[s[0] for s in SETTINGS])
 def test_train_refuses_a_setting_before_any_work(
     compose_train, tiny_csv: Path, tmp_path: Path, capsys, override: str, message: str

@@ -20,10 +20,12 @@ from denoise.inference.checkpoints import (
     read_checkpoint,
     resolve_checkpoint,
 )
+from denoise.runtime.errors import SettingError
 
 log = logging.getLogger(__name__)
 
 SHIPPED = "shipped"
+REQUIRED = "required"  # what a second-stage recipe sets: the first stage's weights are yours
 
 
 def init_path(init_from: str) -> Path:
@@ -35,6 +37,11 @@ def check_init_from(init_from: str | None, architecture: str) -> None:
     """Refuse, before training starts, a file that is no checkpoint or of another design."""
     if not init_from:
         return
+    if init_from == REQUIRED:
+        raise SettingError(
+            "init_from: this recipe is a second stage and needs the first stage's weights",
+            fix="pass init_from=outputs/runs/…/checkpoints/last.ckpt (or an exported .ckpt)",
+        )
     path = init_path(init_from)
     saved = read_checkpoint(path)["hyper_parameters"].get("architecture", "unet")
     if saved != architecture:
