@@ -101,6 +101,24 @@ def test_shipped_model_restores_a_face_far_better_than_the_median_filter(density
     assert model_psnr > median_psnr + 10.0, (model_psnr, median_psnr)  # measured: 14-20 dB
 
 
+@pytest.mark.parametrize("level", [0.0, 1.0], ids=["all black", "all white"])
+def test_shipped_model_returns_a_clean_black_or_white_image_unchanged(level: float) -> None:
+    clean = torch.full((1, 1, 48, 48), level)
+    restored = load_denoiser(None, "cpu").denoise(clean)
+    change = (restored - clean).abs() * 255
+    # The stage-1 model changed 990 of an all-black image's 2,304 pixels, by up to 55 levels.
+    assert int((change > 1).sum()) <= 23, "more than 1% of the pixels changed"
+    assert float(change.max()) < 16
+    assert _psnr(restored, clean) > 50
+
+
+def test_shipped_model_returns_a_clean_face_nearly_unchanged() -> None:
+    clean = _astronaut_face()
+    assert int(((clean == 0) | (clean == 1)).sum()) > 20  # it has genuine black/white pixels
+    restored = load_denoiser(None, "cpu").denoise(clean)
+    assert _psnr(restored, clean) > 60  # the goal at 0% noise; the stage-1 model gave 71.3
+
+
 def test_a_model_trained_in_stages_keeps_every_stage_in_its_card(
     compose_train, tiny_checkpoint: Path, tiny_csv: Path, tmp_path: Path
 ) -> None:
