@@ -755,8 +755,9 @@ def test_the_shipped_model_denoises_large_images_in_its_own_48_px_tiles(tmp_path
     """Trained on whole 48x48 faces, the blind model restores a large image far better in
     48 px tiles than in one pass (denoise/inference/tiling.py has the figures); predict's defaults
     must pick that, and a tiling that is given explicitly must still win."""
-    clean = (data_camera()[:192, :192]).astype(np.uint8)
-    noisy = np.where(np.random.default_rng(4).random(clean.shape) < 0.02, 255, clean)
+    clean = data_camera().astype(np.uint8)
+    draw = np.random.default_rng(4).random((2, *clean.shape))
+    noisy = np.where(draw[0] < 0.02, np.where(draw[1] < 0.5, 255, 0), clean)
     source = tmp_path / "noisy.png"
     iio.imwrite(source, noisy.astype(np.uint8))
     default, whole = tmp_path / "default.png", tmp_path / "whole.png"
@@ -767,7 +768,7 @@ def test_the_shipped_model_denoises_large_images_in_its_own_48_px_tiles(tmp_path
         error = (iio.imread(path).astype(float) - clean) ** 2
         return 10 * np.log10(255**2 / error.mean())
 
-    assert psnr(default) > psnr(whole) + 5, (psnr(default), psnr(whole))  # measured: 51.9, 44.1
+    assert psnr(default) > psnr(whole) + 1.5, (psnr(default), psnr(whole))  # measured: 46.5, 43.4
 
 
 def data_camera() -> np.ndarray:
