@@ -322,7 +322,8 @@ EVALUATE = [
     ("amf_max_window=4", "error: amf_max_window=4: must be an odd whole number of at least 3"),
     (
         "example_densities=[0.4]",
-        "error: example_densities=[0.4]: each must be one of densities=[0.02,0.1,0.3,0.5,0.7,0.9]",
+        "error: example_densities=[0.4]: "
+        "each must be one of densities=[0,0.02,0.1,0.3,0.5,0.7,0.9]",
     ),
 ]
 
