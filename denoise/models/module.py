@@ -122,22 +122,19 @@ class DenoisingModule(L.LightningModule):
         """Restored images in float32, clipped to the valid range [0, 1]. With
         ``inference_autocast`` (set by ``load_denoiser``) the convolutions run in that dtype;
         what they feed (the corruption-aware blend that keeps clean pixels) stays float32."""
-        autocast = self.inference_autocast
-        with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
-            restored = self(noisy)
-        return restored.float().clamp(0.0, 1.0)
+        return self.denoise_and_decide(noisy)[0]
 
     @torch.no_grad()
     def denoise_and_decide(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`denoise`, plus where the network judged pixels noise (None for a network
         that makes no such decision: the reference U-Net rewrites every pixel)."""
-        if not hasattr(self.net, "restore_and_decide"):
-            return self.denoise(noisy), None
+        decide = getattr(self.net, "restore_and_decide", None)
         autocast = self.inference_autocast
         with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
-            restored, judged_noise = self.net.restore_and_decide(
-                noisy.contiguous(memory_format=self.memory_format)
-            )
+            if decide is None:
+                restored, judged_noise = self(noisy), None
+            else:
+                restored, judged_noise = decide(noisy.contiguous(memory_format=self.memory_format))
         return restored.float().clamp(0.0, 1.0).contiguous(), judged_noise
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
