@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 from skimage import data as skimage_data
@@ -133,9 +134,7 @@ def test_a_model_trained_in_stages_keeps_every_stage_in_its_card(
     GlobalHydra.instance().clear()
     cfg = compose_train(
         f"data.csv_path={tiny_csv}",
-        "model.base_channels=4",
-        "model.depth=3",
-        "model.dropout=0.0",
+        *TINY_MODEL,
         f"init_from={stage_one}",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
