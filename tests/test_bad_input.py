@@ -102,7 +102,16 @@ SETTINGS = [
         "model.architecture=resnet",
         "error: model.architecture=resnet: must be one of unet, corruption_aware",
     ),
-    ("model.loss=l3", "error: model.loss=l3: must be one of mse, psnr"),
+    ("model.loss=l3", "error: model.loss=l3: must be one of mse, psnr, psnr_l1"),
+    (
+        "model.attention_levels=6",
+        "error: model.attention_levels=6: more than the 3 levels of the U-Net (model.depth)",
+    ),
+    (
+        "+model.refine_channels=8",
+        "error: model.refine_channels: only the corruption_aware architecture has a refinement "
+        "stage",
+    ),
     ("optimizer.lr=0", "error: optimizer.lr=0: must be a number above 0"),
     ("data.noise.clean_share=2", "error: data.noise.clean_share=2: must be a number in [0, 1]"),
     ("data.noise.density_power=0", "error: data.noise.density_power=0: must be a number above 0"),

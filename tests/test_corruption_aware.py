@@ -13,7 +13,7 @@ from denoise.models.corruption_aware import (
     gaussian_kernel,
     normalized_convolution_fill,
 )
-from denoise.models.losses import NegativePSNRLoss, make_loss
+from denoise.models.losses import NegativePSNRLoss, NegativePSNRWithL1Loss, make_loss
 from denoise.models.metrics import image_metrics
 from denoise.models.module import DenoisingModule, build_network
 
@@ -124,6 +124,19 @@ def test_psnr_loss_floor_bounds_exact_images() -> None:
     loss.backward()
     assert loss.item() == pytest.approx(-60.0)
     assert torch.isfinite(restored.grad).all()
+
+
+def test_psnr_l1_loss_averages_the_psnr_and_its_l1_counterpart_per_image() -> None:
+    clean = torch.rand(2, 1, 8, 8)
+    error = torch.zeros(2, 1, 8, 8)
+    error[0, 0, 0, :4] = 0.4  # one image: a few large errors (RMS 0.1, mean |e| 0.025)
+    error[1] = 0.05  # the other: a uniform small error (RMS = mean |e| = 0.05)
+    loss = NegativePSNRWithL1Loss(floor=0.0)(clean + error, clean)
+    expected = 0.5 * (
+        (10 * torch.log10(torch.tensor([0.01, 0.0025]))).mean()
+        + (20 * torch.log10(torch.tensor([0.025, 0.05]))).mean()
+    )
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-4)
 
 
 def test_unknown_loss_is_named() -> None:

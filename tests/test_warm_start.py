@@ -39,6 +39,34 @@ def test_a_grown_model_starts_out_computing_what_the_old_one_did(tmp_path: Path)
     assert first.shape[1] == 5 and torch.all(first[:, 3:] == 0)
 
 
+def test_attention_and_a_refinement_stage_grow_a_model_without_changing_its_output(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    old = DenoisingModule(**SMALL).eval()
+    for parameter in old.parameters():
+        parameter.data.add_(torch.randn_like(parameter) * 0.05)
+    path = _saved(old, tmp_path / "old.ckpt")
+    grown = DenoisingModule(**SMALL, attention_levels=2, refine_channels=4).eval()
+
+    warm_start(grown, str(path))
+
+    clean = torch.from_numpy(smooth_images(4, 24, 24)).unsqueeze(1).float() / 255
+    noisy = add_salt_and_pepper(clean, 0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(grown.denoise(noisy), old.denoise(noisy), atol=1e-6)
+    # ...and the new parts do train: one step moves the output.
+    optimizer = torch.optim.SGD(grown.parameters(), lr=0.1)
+    grown.train()
+    for _ in range(2):  # the first step lifts the zero projections off zero
+        optimizer.zero_grad()
+        grown.loss(grown(noisy), clean).backward()
+        optimizer.step()
+    grown.eval()
+    assert not torch.allclose(grown.denoise(noisy), old.denoise(noisy), atol=1e-4)
+    assert grown.net.refiner.output.weight.abs().sum() > 0
+    assert grown.net.backbone.attention[0].proj.weight.abs().sum() > 0
+
+
 def test_weights_of_another_size_or_design_are_refused_in_one_line(tmp_path: Path) -> None:
     path = _saved(DenoisingModule(**SMALL), tmp_path / "small.ckpt")
     wider = DenoisingModule(**{**SMALL, "base_channels": 8})

@@ -19,6 +19,11 @@ The network is given three planes per image channel:
   however black the picture), which a 48x48 U-Net otherwise pieces together from local
   evidence.
 
+With ``refine_channels``, a second, smaller U-Net (a refinement stage, as in multi-stage
+restoration networks) sees the first result beside the noisy image, the mask and the guess,
+and adds a correction on candidates. Its output conv starts at zero, so it can be added to
+a trained model (``init_from``) without changing what it computes.
+
 For each candidate the network predicts a corrected value (the guess plus a correction)
 and a *keep* probability: the output is ``keep * input + (1 - keep) * corrected`` on
 candidates and the input, exactly, elsewhere. The gate matters at low noise, where most
@@ -39,6 +44,7 @@ from denoise.data.noise import candidate_mask
 from denoise.models.unet import DenoisingUNet
 
 DEFAULT_SIGMAS = (1.0, 2.0, 4.0, 8.0)
+REFINER_DEPTH = 3  # the refinement U-Net works at full, half and quarter resolution
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -109,6 +115,8 @@ class CorruptionAwareUNet(nn.Module):
         packed_dropout: bool = True,
         sigmas: Sequence[float] = DEFAULT_SIGMAS,
         global_context: bool = False,
+        attention_levels: int = 0,
+        refine_channels: int = 0,
     ) -> None:
         super().__init__()
         self.global_context = global_context
@@ -120,7 +128,15 @@ class CorruptionAwareUNet(nn.Module):
             dropout,
             negative_slope,
             packed_dropout,
+            attention_levels,
         )
+        self.refiner: DenoisingUNet | None = None
+        if refine_channels:
+            self.refiner = DenoisingUNet(
+                4 * channels, channels, refine_channels, REFINER_DEPTH, dropout, negative_slope
+            )
+            nn.init.zeros_(self.refiner.output.weight)  # starts as "no correction"
+            nn.init.zeros_(self.refiner.output.bias)
         for index, sigma in enumerate(sigmas):
             self.register_buffer(f"kernel{index}", gaussian_kernel(sigma), persistent=False)
         self.scales = len(sigmas)
@@ -149,7 +165,12 @@ class CorruptionAwareUNet(nn.Module):
         keep = torch.sigmoid(keep_logit)
         replaced = keep * noisy + (1.0 - keep) * (guess + correction)
         judged_noise = (candidates > 0) & (keep < 0.5)
-        return kept * noisy + candidates * replaced, judged_noise
+        restored = kept * noisy + candidates * replaced
+        if self.refiner is not None:
+            stages = torch.cat([restored, noisy, candidates, guess], dim=1)
+            stages = stages.contiguous(memory_format=self._backbone_memory_format())
+            restored = restored + candidates * self.refiner(stages).float()
+        return restored, judged_noise
 
     def _backbone_memory_format(self) -> torch.memory_format:
         """The layout of the backbone's first conv weights (channels_last when the module

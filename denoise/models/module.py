@@ -19,6 +19,9 @@ from denoise.models.unet import DenoisingUNet
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 SCHEDULER_KEYS = ("interval", "frequency", "monitor")  # Lightning's keys, not the scheduler's
 ARCHITECTURES = ("unet", "corruption_aware")
+# Parts a network may gain over the checkpoint it warm-starts from: each starts out computing
+# nothing (a zero output projection), so the grown network computes what the old one did.
+IDENTITY_AT_START = ("attention", "refiner")
 
 
 def build_network(
@@ -31,6 +34,8 @@ def build_network(
     negative_slope: float,
     packed_dropout: bool,
     global_context: bool = False,
+    attention_levels: int = 0,
+    refine_channels: int = 0,
 ) -> nn.Module:
     """``unet``: the reference U-Net, re-synthesising every pixel. ``corruption_aware``:
     the same U-Net as a backbone that only rewrites black or white pixels (see
@@ -38,8 +43,17 @@ def build_network(
     if architecture == "unet":
         if global_context:
             raise ValueError("global_context is a setting of the corruption_aware architecture")
+        if refine_channels:
+            raise ValueError("refine_channels is a setting of the corruption_aware architecture")
         return DenoisingUNet(
-            in_channels, out_channels, base_channels, depth, dropout, negative_slope, packed_dropout
+            in_channels,
+            out_channels,
+            base_channels,
+            depth,
+            dropout,
+            negative_slope,
+            packed_dropout,
+            attention_levels,
         )
     if architecture == "corruption_aware":
         if in_channels != out_channels:
@@ -55,6 +69,8 @@ def build_network(
             negative_slope,
             packed_dropout,
             global_context=global_context,
+            attention_levels=attention_levels,
+            refine_channels=refine_channels,
         )
     raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")
 
@@ -85,6 +101,8 @@ class DenoisingModule(L.LightningModule):
         architecture: str = "unet",
         loss: str = "mse",
         global_context: bool = False,
+        attention_levels: int = 0,
+        refine_channels: int = 0,
     ) -> None:
         super().__init__()
         optimizer = _plain(optimizer) or dict(DEFAULT_OPTIMIZER)
@@ -100,6 +118,8 @@ class DenoisingModule(L.LightningModule):
             negative_slope,
             packed_dropout,
             global_context,
+            attention_levels,
+            refine_channels,
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)  # oneDNN's fastest conv layout

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denoise.models.attention import GlobalSelfAttention
+
 
 class PackedDropout(nn.Dropout):
     """Element-wise dropout whose mask comes from 16-bit uniforms, four per 64-bit random draw.
@@ -87,6 +89,8 @@ class DenoisingUNet(nn.Module):
 
     Inputs of any height and width work: they are padded (edge-replicated) up to a
     multiple of ``2 ** (depth - 1)`` and the output is cropped back to the input size.
+    ``attention_levels`` adds a :class:`GlobalSelfAttention` after that many of the deepest
+    encoder blocks (0: the reference, none).
     """
 
     def __init__(
@@ -98,10 +102,15 @@ class DenoisingUNet(nn.Module):
         dropout: float = 0.2,
         negative_slope: float = 0.1,
         packed_dropout: bool = True,
+        attention_levels: int = 0,
     ) -> None:
         super().__init__()
         if depth < 2:
             raise ValueError(f"depth must be at least 2, got {depth}")
+        if not 0 <= attention_levels <= depth:
+            raise ValueError(
+                f"attention_levels must lie in [0, depth={depth}], got {attention_levels}"
+            )
         widths = [base_channels * 2**level for level in range(depth)]
         self.encoder = nn.ModuleList(
             ConvModule(
@@ -118,6 +127,10 @@ class DenoisingUNet(nn.Module):
             UpConvModule(widths[level], widths[level - 1], dropout, negative_slope, packed_dropout)
             for level in range(depth - 1, 0, -1)
         )
+        self.first_attended = depth - attention_levels
+        self.attention = nn.ModuleList(
+            GlobalSelfAttention(widths[level]) for level in range(self.first_attended, depth)
+        )
         self.output = nn.Conv2d(base_channels, out_channels, kernel_size=3, padding=1)
         self.size_multiple = 2 ** (depth - 1)
 
@@ -128,8 +141,10 @@ class DenoisingUNet(nn.Module):
         if pad_bottom or pad_right:
             x = F.pad(x, (0, pad_right, 0, pad_bottom), mode="replicate")
         skips = []
-        for block in self.encoder:
+        for level, block in enumerate(self.encoder):
             x = block(x)
+            if level >= self.first_attended:
+                x = self.attention[level - self.first_attended](x)
             skips.append(x)
         skips.pop()  # the deepest block feeds the decoder directly
         for block in self.decoder:

@@ -28,8 +28,11 @@ NETWORK_KEYS = (
     "base_channels",
     "depth",
     "global_context",
+    "attention_levels",
+    "refine_channels",
 )
-NETWORK_DEFAULTS = {"global_context": False}  # checkpoints from before the key existed
+# What checkpoints from before a key existed were trained with.
+NETWORK_DEFAULTS = {"global_context": False, "attention_levels": 0, "refine_channels": 0}
 
 
 def check_training_settings(cfg: DictConfig) -> None:
@@ -46,6 +49,17 @@ def check_training_settings(cfg: DictConfig) -> None:
     ):
         raise SettingError(
             "model.global_context=true: only the corruption_aware architecture has it"
+        )
+    levels = whole_number(cfg, "model.attention_levels", minimum=0, optional=True)
+    if levels is not None and levels > setting(cfg, "model.depth"):
+        raise SettingError(
+            f"model.attention_levels={levels}: more than the {setting(cfg, 'model.depth')} "
+            "levels of the U-Net (model.depth)"
+        )
+    refine = whole_number(cfg, "model.refine_channels", minimum=0, optional=True)
+    if refine and setting(cfg, "model.architecture") != "corruption_aware":
+        raise SettingError(
+            "model.refine_channels: only the corruption_aware architecture has a refinement stage"
         )
     if setting(cfg, "optimizer.lr") is not None:
         positive_number(cfg, "optimizer.lr")

@@ -3,7 +3,8 @@
 Unlike ``ckpt_path`` (resume: the same network, optimizer and epoch counter), a warm start
 takes only the weights and trains a fresh schedule on them, so a finished model can be
 fine-tuned with a new recipe, or grown: a network with extra input planes gets them with
-zero weights, and starts out computing exactly what the old one did.
+zero weights, and new attention blocks or a refinement stage keep their zero-output start,
+so the grown network starts out computing exactly what the old one did.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from denoise.inference.checkpoints import (
     read_checkpoint,
     resolve_checkpoint,
 )
+from denoise.models.module import IDENTITY_AT_START
 from denoise.runtime.errors import SettingError
 
 log = logging.getLogger(__name__)
@@ -52,14 +54,21 @@ def check_init_from(init_from: str | None, architecture: str) -> None:
 
 
 def warm_start(model: nn.Module, init_from: str) -> Path:
-    """Copy the checkpoint's weights into ``model``; input channels it lacks start at zero."""
+    """Copy the checkpoint's weights into ``model``; input channels it lacks start at zero,
+    and so do the parts in :data:`IDENTITY_AT_START` it lacks."""
     path = init_path(init_from)
     source = read_checkpoint(path)["state_dict"]
     target = model.state_dict()
-    missing = sorted(set(target) - set(source))
+    grown = sorted(name for name in set(target) - set(source) if is_identity_at_start(name))
+    missing = sorted(set(target) - set(source) - set(grown))
     if missing:
         raise CheckpointError(f"{path}: lacks weights this model needs ({', '.join(missing[:3])})")
+    if grown:
+        parts = sorted({name.rsplit(".", 2)[0] for name in grown})
+        log.info("Warm start: new parts start at zero output: %s", ", ".join(parts))
     for name, weights in target.items():
+        if name in grown:
+            continue
         saved = source[name]
         if saved.shape == weights.shape:
             weights.copy_(saved)
@@ -76,6 +85,11 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
             )
     log.info("Warm start from %s", path)
     return path
+
+
+def is_identity_at_start(name: str) -> bool:
+    """Whether a weight belongs to a part that computes nothing until it is trained."""
+    return any(part in name.split(".") for part in IDENTITY_AT_START)
 
 
 def grows_inputs(saved: torch.Size, wanted: torch.Size) -> bool:
