@@ -112,6 +112,11 @@ SETTINGS = [
         "error: model.refine_channels: only the corruption_aware architecture has a refinement "
         "stage",
     ),
+    (
+        "model.architecture=corruption_aware,model.attention_gates=true",
+        "error: model.attention_gates=true: the gates are a setting of the unet architecture "
+        "(the Attention U-Net)",
+    ),
     ("optimizer.lr=0", "error: optimizer.lr=0: must be a number above 0"),
     ("data.noise.clean_share=2", "error: data.noise.clean_share=2: must be a number in [0, 1]"),
     ("data.noise.density_power=0", "error: data.noise.density_power=0: must be a number above 0"),
@@ -137,7 +142,9 @@ def test_a_stage_two_recipe_without_its_stage_one_weights_says_so(
 def test_train_refuses_a_setting_before_any_work(
     compose_train, tiny_csv: Path, tmp_path: Path, capsys, override: str, message: str
 ) -> None:
-    cfg = compose_train(f"data.csv_path={tiny_csv}", *TINY_MODEL, *QUICK, override)
+    overrides = override.split(",model.")  # a pair of settings that conflict
+    overrides[1:] = [f"model.{rest}" for rest in overrides[1:]]
+    cfg = compose_train(f"data.csv_path={tiny_csv}", *TINY_MODEL, *QUICK, *overrides)
     assert user_error(train, cfg, capsys) == [message]
     assert not (tmp_path / "run").exists()  # not even a summary: nothing had started
     assert not (tmp_path / "cache").exists()  # the data was not even read

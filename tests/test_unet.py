@@ -71,3 +71,17 @@ def test_packed_dropout_masks_gradients_and_is_identity_in_eval() -> None:
     assert torch.equal(x.grad == 0, y == 0)
     assert dropout.eval()(x) is x
     assert torch.equal(PackedDropout(1.0).train()(x), torch.zeros_like(x))
+
+
+def test_attention_gates_make_an_attention_unet_of_any_input_size() -> None:
+    model = DenoisingUNet(1, 1, base_channels=4, depth=3, attention_gates=True).eval()
+    plain = DenoisingUNet(1, 1, base_channels=4, depth=3).eval()
+    gates = [block.gate for block in model.decoder]
+    assert all(gate is not None for gate in gates) and plain.decoder[0].gate is None
+    assert model(torch.rand(2, 1, 37, 53)).shape == (2, 1, 37, 53)
+    # A gate scales the skip per pixel by a weight in (0, 1), shared across its channels.
+    skip, gating = torch.rand(1, 8, 6, 6), torch.rand(1, 8, 6, 6)
+    gate = gates[0]
+    alpha = gate(skip, gating) / skip
+    assert torch.all((alpha > 0) & (alpha < 1))
+    assert torch.allclose(alpha, alpha[:, :1].expand_as(alpha), atol=1e-5)

@@ -36,6 +36,7 @@ def build_network(
     global_context: bool = False,
     attention_levels: int = 0,
     refine_channels: int = 0,
+    attention_gates: bool = False,
 ) -> nn.Module:
     """``unet``: the reference U-Net, re-synthesising every pixel. ``corruption_aware``:
     the same U-Net as a backbone that only rewrites black or white pixels (see
@@ -54,8 +55,11 @@ def build_network(
             negative_slope,
             packed_dropout,
             attention_levels,
+            attention_gates,
         )
     if architecture == "corruption_aware":
+        if attention_gates:
+            raise ValueError("attention_gates is a setting of the unet architecture")
         if in_channels != out_channels:
             raise ValueError(
                 "the corruption-aware model restores the channels it is given: "
@@ -103,6 +107,7 @@ class DenoisingModule(L.LightningModule):
         global_context: bool = False,
         attention_levels: int = 0,
         refine_channels: int = 0,
+        attention_gates: bool = False,
     ) -> None:
         super().__init__()
         optimizer = _plain(optimizer) or dict(DEFAULT_OPTIMIZER)
@@ -120,6 +125,7 @@ class DenoisingModule(L.LightningModule):
             global_context,
             attention_levels,
             refine_channels,
+            attention_gates,
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)  # oneDNN's fastest conv layout

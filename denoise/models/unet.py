@@ -60,8 +60,26 @@ class ConvModule(nn.Sequential):
         super().__init__(*layers)
 
 
+class AttentionGate(nn.Module):
+    """Attention U-Net's gate (Oktay et al., 2018): the decoder's upsampled features decide,
+    per pixel, how much of the encoder's skip to let through, so the skip stops copying noise
+    the decoder has already seen past."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        inner = max(channels // 2, 1)
+        self.skip = nn.Conv2d(channels, inner, kernel_size=1)
+        self.gating = nn.Conv2d(channels, inner, kernel_size=1)
+        self.weight = nn.Conv2d(inner, 1, kernel_size=1)
+
+    def forward(self, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
+        alpha = torch.sigmoid(self.weight(F.relu(self.skip(skip) + self.gating(gating))))
+        return skip * alpha
+
+
 class UpConvModule(nn.Module):
-    """Upsample x2 with a transposed conv, concatenate the encoder's skip, then a ConvModule."""
+    """Upsample x2 with a transposed conv, concatenate the encoder's skip (through an
+    :class:`AttentionGate` with ``gated``), then a ConvModule."""
 
     def __init__(
         self,
@@ -70,17 +88,22 @@ class UpConvModule(nn.Module):
         dropout: float = 0.2,
         negative_slope: float = 0.1,
         packed_dropout: bool = True,
+        gated: bool = False,
     ) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(
             in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1
         )
+        self.gate = AttentionGate(out_channels) if gated else None
         self.conv = ConvModule(
             2 * out_channels, out_channels, 1, dropout, negative_slope, packed_dropout
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat([self.up(x), skip], dim=1))
+        x = self.up(x)
+        if self.gate is not None:
+            skip = self.gate(skip, x)
+        return self.conv(torch.cat([x, skip], dim=1))
 
 
 class DenoisingUNet(nn.Module):
@@ -90,7 +113,7 @@ class DenoisingUNet(nn.Module):
     Inputs of any height and width work: they are padded (edge-replicated) up to a
     multiple of ``2 ** (depth - 1)`` and the output is cropped back to the input size.
     ``attention_levels`` adds a :class:`GlobalSelfAttention` after that many of the deepest
-    encoder blocks (0: the reference, none).
+    encoder blocks (0: the reference, none); ``attention_gates`` makes it an Attention U-Net.
     """
 
     def __init__(
@@ -103,6 +126,7 @@ class DenoisingUNet(nn.Module):
         negative_slope: float = 0.1,
         packed_dropout: bool = True,
         attention_levels: int = 0,
+        attention_gates: bool = False,
     ) -> None:
         super().__init__()
         if depth < 2:
@@ -124,7 +148,14 @@ class DenoisingUNet(nn.Module):
             for level in range(depth)
         )
         self.decoder = nn.ModuleList(
-            UpConvModule(widths[level], widths[level - 1], dropout, negative_slope, packed_dropout)
+            UpConvModule(
+                widths[level],
+                widths[level - 1],
+                dropout,
+                negative_slope,
+                packed_dropout,
+                attention_gates,
+            )
             for level in range(depth - 1, 0, -1)
         )
         self.first_attended = depth - attention_levels

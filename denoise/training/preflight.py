@@ -30,9 +30,15 @@ NETWORK_KEYS = (
     "global_context",
     "attention_levels",
     "refine_channels",
+    "attention_gates",
 )
 # What checkpoints from before a key existed were trained with.
-NETWORK_DEFAULTS = {"global_context": False, "attention_levels": 0, "refine_channels": 0}
+NETWORK_DEFAULTS = {
+    "global_context": False,
+    "attention_levels": 0,
+    "refine_channels": 0,
+    "attention_gates": False,
+}
 
 
 def check_training_settings(cfg: DictConfig) -> None:
@@ -60,6 +66,11 @@ def check_training_settings(cfg: DictConfig) -> None:
     if refine and setting(cfg, "model.architecture") != "corruption_aware":
         raise SettingError(
             "model.refine_channels: only the corruption_aware architecture has a refinement stage"
+        )
+    if setting(cfg, "model.attention_gates") and setting(cfg, "model.architecture") != "unet":
+        raise SettingError(
+            "model.attention_gates=true: the gates are a setting of the unet architecture "
+            "(the Attention U-Net)"
         )
     if setting(cfg, "optimizer.lr") is not None:
         positive_number(cfg, "optimizer.lr")
