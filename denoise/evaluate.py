@@ -314,9 +314,21 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     whole_number(cfg, "limit", optional=True)
     whole_number(cfg, "seed", minimum=0)
     number_in(cfg, "salt_vs_pepper", 0.0, 1.0)
+    peers = cfg.get("peers") or {}
+    if not isinstance(peers, Mapping | DictConfig) or not all(
+        isinstance(path, str) for path in peers.values()
+    ):
+        raise SettingError(
+            "peers: must map a name to a checkpoint, e.g. +peers.attention_unet_10=…/best.ckpt"
+        )
     window = whole_number(cfg, "amf_max_window", minimum=3)
     if window % 2 == 0:
         raise SettingError(f"amf_max_window={window}: must be an odd whole number of at least 3")
+
+
+def peers_paths(cfg: DictConfig) -> dict[str, str]:
+    """The peer models scored beside the main one, by name (``peers`` in the config)."""
+    return dict(cfg.get("peers") or {})
 
 
 def _listed(values: Sequence[float]) -> str:
@@ -329,6 +341,16 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     log.info("This evaluation writes into %s", absolute(output_dir))
     check_evaluation_settings(cfg)
     model = load_denoiser(cfg.ckpt_path, cfg.device, cfg.precision)
+    peers = {
+        name: load_denoiser(path, cfg.device, cfg.precision)
+        for name, path in peers_paths(cfg).items()
+    }
+    for name, peer in peers.items():
+        if peer.hparams.in_channels != model.hparams.in_channels:
+            raise SettingError(
+                f"peers.{name}: restores {peer.hparams.in_channels}-channel images; the model "
+                f"scored restores {model.hparams.in_channels}-channel ones"
+            )
     datamodule: FERDataModule = instantiate(cfg.data, channels=model.hparams.in_channels)
     datamodule.prepare_data()
     datamodule.setup("test")
@@ -338,6 +360,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     clean = to_model_input(images, datamodule.image_size, datamodule.channels)
     denoisers = {
         **classical_filters(cfg.amf_max_window),
+        **{name: ModelDenoiser(peer, cfg.batch_size) for name, peer in peers.items()},
         model_label(model): ModelDenoiser(model, cfg.batch_size),
     }
     result = evaluate_denoisers(
@@ -362,6 +385,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         "amf_max_window": cfg.amf_max_window,
         "precision": "bf16" if model.inference_autocast is not None else "fp32",
         "model": model_label(model),
+        "peers": {name: str(resolve_checkpoint(path)) for name, path in peers_paths(cfg).items()},
     }
     write_outputs(result, output_dir, context)
     print("\n" + markdown_report(result, context))

@@ -341,6 +341,11 @@ EVALUATE = [
         "error: example_densities=[0.4]: "
         "each must be one of densities=[0,0.02,0.1,0.3,0.5,0.7,0.9]",
     ),
+    (
+        "+peers.other=3",
+        "error: peers: must map a name to a checkpoint, e.g. +peers.attention_unet_10=…/best.ckpt",
+    ),
+    ("+peers.other=absent.ckpt", "error: absent.ckpt: no such checkpoint"),
 ]
 
 

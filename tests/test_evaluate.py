@@ -108,12 +108,13 @@ def test_evaluate_command_writes_tables_plots_and_beats_noise(
     assert "Where the U-Net errs" in printed and "| density | noise: RMS / share" in printed
 
 
-def test_evaluate_without_a_checkpoint_scores_the_shipped_blind_model(
-    compose_config, tiny_csv: Path, tmp_path: Path
+def test_evaluate_without_a_checkpoint_scores_the_shipped_blind_model_beside_its_peers(
+    compose_config, tiny_csv: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     cfg = compose_config(
         "evaluate",
         f"data.csv_path={tiny_csv}",
+        f"+peers.tiny_peer={tiny_checkpoint}",
         "densities=[0.1]",
         "example_densities=[0.1]",
         "example_count=2",
@@ -126,3 +127,7 @@ def test_evaluate_without_a_checkpoint_scores_the_shipped_blind_model(
     assert psnr["corruption-aware U-Net", 0.1] > psnr["switching median 3x3", 0.1]
     saved = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
     assert saved["checkpoint"].endswith("blind-fer2013.ckpt")
+    assert saved["peers"] == {"tiny_peer": str(tiny_checkpoint)}
+    # The peer is scored on the same noisy faces: a one-epoch tiny U-Net trails the blind model.
+    assert psnr["tiny_peer", 0.1] < psnr["corruption-aware U-Net", 0.1]
+    assert set(saved["metrics"]) >= {"tiny_peer", "corruption-aware U-Net"}
