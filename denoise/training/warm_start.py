@@ -64,7 +64,7 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
     if missing:
         raise CheckpointError(f"{path}: lacks weights this model needs ({', '.join(missing[:3])})")
     if grown:
-        parts = sorted({name.rsplit(".", 2)[0] for name in grown})
+        parts = sorted({grown_part(name) for name in grown})
         log.info("Warm start: new parts start at zero output: %s", ", ".join(parts))
     for name, weights in target.items():
         if name in grown:
@@ -89,7 +89,17 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
 
 def is_identity_at_start(name: str) -> bool:
     """Whether a weight belongs to a part that computes nothing until it is trained."""
-    return any(part in name.split(".") for part in IDENTITY_AT_START)
+    return grown_part(name) != name
+
+
+def grown_part(name: str) -> str:
+    """The part of :data:`IDENTITY_AT_START` a weight belongs to (``net.refiner`` for
+    ``net.refiner.output.weight``), or the name itself where it belongs to none."""
+    components = name.split(".")
+    for index, component in enumerate(components):
+        if component in IDENTITY_AT_START:
+            return ".".join(components[: index + 1])
+    return name
 
 
 def grows_inputs(saved: torch.Size, wanted: torch.Size) -> bool:
