@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from denoise import CONFIG_PATH
-from denoise.data.datamodule import FERDataModule, fixed_noise_codes, to_model_input
+from denoise.data.datamodule import NoisyImageDataModule, fixed_noise_codes, to_model_input
 from denoise.data.noise import UNTOUCHED, apply_salt_and_pepper
 from denoise.data.settings import check_data_settings
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
@@ -300,7 +300,7 @@ def markdown_report(result: Evaluation, context: dict) -> str:
 def check_evaluation_settings(cfg: DictConfig) -> None:
     """Every value that would fail mid-evaluation, checked before the model or data load."""
     check_data_settings(cfg)
-    one_of(cfg, "split", tuple(cfg.data.splits))
+    one_of(cfg, "split", tuple(cfg.data.get("splits") or ("train", "val", "test")))
     one_of(cfg, "precision", PRECISIONS)
     densities = fractions(cfg, "densities")
     examples = fractions(cfg, "example_densities", allow_empty=True)
@@ -351,7 +351,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
                 f"peers.{name}: restores {peer.hparams.in_channels}-channel images; the model "
                 f"scored restores {model.hparams.in_channels}-channel ones"
             )
-    datamodule: FERDataModule = instantiate(cfg.data, channels=model.hparams.in_channels)
+    datamodule: NoisyImageDataModule = instantiate(cfg.data, channels=model.hparams.in_channels)
     datamodule.prepare_data()
     datamodule.setup("test")
     images = datamodule.datasets[cfg.split].images
@@ -373,9 +373,8 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         list(cfg.example_densities),
         cfg.example_count,
     )
-    usages = "/".join(datamodule.splits[cfg.split])
     context = {
-        "title": f"{cfg.split} split ({usages}, {len(clean)} images of {datamodule.source}), "
+        "title": f"{cfg.split} split ({datamodule.describe_split(cfg.split, len(clean))}), "
         f"noise seed {cfg.seed}",
         "checkpoint": str(resolve_checkpoint(cfg.ckpt_path)),
         "data": datamodule.source,

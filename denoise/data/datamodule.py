@@ -1,4 +1,5 @@
-"""Datasets and the LightningDataModule: clean images in memory, noise added on the fly.
+"""Datasets and the LightningDataModules' shared base: clean images in memory, noise added on
+the fly (``FERDataModule`` here, ``FolderDataModule`` in ``denoise/data/folder.py``).
 
 Images stay uint8 in memory and whole batches are gathered with one indexing op.
 Training noise is drawn fresh for every batch on the batch's device; validation and
@@ -58,7 +59,7 @@ class NoiseSettings:
 
 
 class ImageSplit(Dataset):
-    """uint8 images ``(N, 1, H, W)``, optionally with fixed noise codes at model resolution."""
+    """uint8 images ``(N, C, H, W)``, optionally with fixed noise codes at model resolution."""
 
     def __init__(self, images: torch.Tensor, codes: torch.Tensor | None = None) -> None:
         self.images = images
@@ -111,18 +112,20 @@ def fixed_noise_codes(
     return torch.cat(chunks) if chunks else torch.empty((0, *shape), dtype=torch.uint8)
 
 
-class FERDataModule(L.LightningDataModule):
-    """Train/validation/test splits of a FER-style CSV (or of the embedded default data)."""
+class NoisyImageDataModule(L.LightningDataModule):
+    """What every data source shares once its clean uint8 images are in memory: the loaders,
+    fixed validation/test noise, fresh training noise on the batch's device.
+
+    Subclasses fill ``self.datasets`` (``train``, ``val``, ``test``) in ``setup``, give the
+    val/test splits their codes with :meth:`_fixed_codes` and end ``setup`` with
+    :meth:`_start_training_noise`; ``source`` and :meth:`describe_split` say where the
+    images come from (``denoise.evaluate`` prints them).
+    """
 
     def __init__(
         self,
-        csv_path: str | None = None,
-        cache_dir: str | None = "~/.cache/denoise",
-        height: int = 48,
-        width: int = 48,
         image_size: int | None = None,
         channels: int = 1,
-        splits: Mapping[str, Sequence[str]] | None = None,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -130,15 +133,8 @@ class FERDataModule(L.LightningDataModule):
         noise: Mapping[str, Any] | NoiseSettings | None = None,
     ) -> None:
         super().__init__()
-        self.csv_path = csv_path
-        self.cache_dir = cache_dir
-        self.height, self.width = height, width
         self.image_size = image_size
         self.channels = channels
-        self.splits = {name: list(values) for name, values in (splits or DEFAULT_SPLITS).items()}
-        missing = {"train", "val", "test"} - self.splits.keys()
-        if missing:
-            raise ValueError(f"data.splits needs train, val and test; missing {sorted(missing)}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -146,37 +142,21 @@ class FERDataModule(L.LightningDataModule):
         if not isinstance(noise, NoiseSettings):
             noise = NoiseSettings(**(noise or {}))
         self.noise = noise
-        self.datasets: dict[str, ImageSplit] = {}
+        self.datasets: dict[str, Dataset] = {}
         self._train_seed: int | None = None
         self._train_generators: dict[torch.device, torch.Generator] = {}
 
     @property
     def source(self) -> str:
-        """The CSV the data comes from, building the embedded default on first use."""
-        if self.csv_path:
-            return str(self.csv_path)
-        if not self.cache_dir:
-            raise ValueError("the embedded default data needs data.cache_dir")
-        return str(embedded_csv_path(self.cache_dir, self.height))
+        """Where the images come from (a file, folders), for logs and evaluation reports."""
+        raise NotImplementedError
 
-    def prepare_data(self) -> None:
-        """Build the embedded CSV once (Lightning calls this on one process only)."""
-        _ = self.source
+    def describe_split(self, split: str, count: int) -> str:
+        """``count`` images of ``split`` in words, for evaluation titles."""
+        raise NotImplementedError
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        arrays = load_fer_csv(self.source, self.cache_dir, self.splits, self.height, self.width)
-        for offset, split in enumerate(("train", "val", "test")):
-            images = torch.from_numpy(np.ascontiguousarray(arrays.select(self.splits[split])))
-            images = images.unsqueeze(1)
-            codes = (
-                None if split == "train" else self._fixed_codes(images, self.noise.seed + offset)
-            )
-            self.datasets[split] = ImageSplit(images, codes)
-        sizes = ", ".join(f"{split} {len(data)}" for split, data in self.datasets.items())
-        log.info("Data from %s: %s images", self.source, sizes)
-        # Drawn from the global RNG, so `seed=` makes the training noise repeatable.
+    def _start_training_noise(self) -> None:
+        """Drawn from the global RNG, so `seed=` makes the training noise repeatable."""
         self._train_seed = int(torch.randint(2**62, (1,)).item())
 
     def _fixed_codes(self, images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -234,3 +214,65 @@ class FERDataModule(L.LightningDataModule):
             seed = self._train_seed if self._train_seed is not None else self.noise.seed
             self._train_generators[device] = torch.Generator(device).manual_seed(seed)
         return self._train_generators[device]
+
+
+class FERDataModule(NoisyImageDataModule):
+    """Train/validation/test splits of a FER-style CSV (or of the embedded default data)."""
+
+    def __init__(
+        self,
+        csv_path: str | None = None,
+        cache_dir: str | None = "~/.cache/denoise",
+        height: int = 48,
+        width: int = 48,
+        image_size: int | None = None,
+        channels: int = 1,
+        splits: Mapping[str, Sequence[str]] | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        noise: Mapping[str, Any] | NoiseSettings | None = None,
+    ) -> None:
+        super().__init__(
+            image_size, channels, batch_size, eval_batch_size, num_workers, pin_memory, noise
+        )
+        self.csv_path = csv_path
+        self.cache_dir = cache_dir
+        self.height, self.width = height, width
+        self.splits = {name: list(values) for name, values in (splits or DEFAULT_SPLITS).items()}
+        missing = {"train", "val", "test"} - self.splits.keys()
+        if missing:
+            raise ValueError(f"data.splits needs train, val and test; missing {sorted(missing)}")
+
+    @property
+    def source(self) -> str:
+        """The CSV the data comes from, building the embedded default on first use."""
+        if self.csv_path:
+            return str(self.csv_path)
+        if not self.cache_dir:
+            raise ValueError("the embedded default data needs data.cache_dir")
+        return str(embedded_csv_path(self.cache_dir, self.height))
+
+    def describe_split(self, split: str, count: int) -> str:
+        """``PublicTest, 16 images of faces.csv``: the Usage values the split takes."""
+        return f"{'/'.join(self.splits[split])}, {count} images of {self.source}"
+
+    def prepare_data(self) -> None:
+        """Build the embedded CSV once (Lightning calls this on one process only)."""
+        _ = self.source
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        arrays = load_fer_csv(self.source, self.cache_dir, self.splits, self.height, self.width)
+        for offset, split in enumerate(("train", "val", "test")):
+            images = torch.from_numpy(np.ascontiguousarray(arrays.select(self.splits[split])))
+            images = images.unsqueeze(1)
+            codes = (
+                None if split == "train" else self._fixed_codes(images, self.noise.seed + offset)
+            )
+            self.datasets[split] = ImageSplit(images, codes)
+        sizes = ", ".join(f"{split} {len(data)}" for split, data in self.datasets.items())
+        log.info("Data from %s: %s images", self.source, sizes)
+        self._start_training_noise()
