@@ -130,7 +130,7 @@ def test_group_help_lists_the_composed_groups_with_every_option() -> None:
     choices = {"data": "fer", "model": "unet", "experiment": None, "hydra/help": "command"}
     lines = config_groups_help(choices).splitlines()
     assert lines[1:] == [
-        "data=fer          fer",
+        "data=fer          fer, folder",
         "experiment=null   blind, blind_refine, peer_attention_unet, reference",
         "model=unet        corruption_aware, unet",
         "",
