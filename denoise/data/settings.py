@@ -9,6 +9,7 @@ from denoise.data.noise import check_amount
 from denoise.runtime.errors import SettingError
 from denoise.runtime.settings import number_in, one_of, positive_number, setting, whole_number
 
+FER_TARGET = "denoise.data.datamodule.FERDataModule"
 FOLDER_TARGET = "denoise.data.folder.FolderDataModule"
 EVAL_CROPS = ("center", "whole")  # denoise.data.folder.EVAL_CROPS, without importing torch here
 

@@ -1,2 +1,3 @@
-"""Using a trained denoiser: loading a checkpoint or the shipped weights, and tiling large
-images. Used by the ``evaluate``, ``predict`` and ``bench`` commands."""
+"""Using a trained denoiser: loading a checkpoint or a model shipped in the package (by name:
+``shipped.py``), and tiling large images. Used by the ``evaluate``, ``predict`` and ``bench``
+commands."""

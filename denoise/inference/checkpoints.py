@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from denoise.inference.shipped import FACES, SHIPPED_MODELS, shipped_model
 from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import UserError
 from denoise.runtime.machine import bf16_is_fast
@@ -22,7 +23,9 @@ from denoise.runtime.machine import bf16_is_fast
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "blind-fer2013.ckpt"
+# The face model: what "the shipped blind model" meant before there were several
+# (init_from=shipped, bench); every shipped model is in denoise/inference/shipped.py.
+SHIPPED_WEIGHTS = SHIPPED_MODELS[FACES].weights
 REQUIRED_KEYS = ("state_dict", "hyper_parameters")
 
 
@@ -40,22 +43,35 @@ def pick_device(device: str = "auto") -> torch.device:
         raise UserError(f"device={device}: not a device ({error})") from None
 
 
-def resolve_checkpoint(ckpt_path: str | os.PathLike | None) -> Path:
-    """The checkpoint file to load: the one place that turns the setting into a file.
-    No ``ckpt_path`` means the blind model shipped in the package."""
+def resolve_checkpoint(ckpt_path: str | os.PathLike | None, weights: str = FACES) -> Path:
+    """The checkpoint file to load: the one place that turns the settings into a file.
+    An explicit ``ckpt_path`` wins; without one, the shipped model named ``weights``."""
     if not ckpt_path:
-        if not SHIPPED_WEIGHTS.is_file():
-            raise CheckpointError(
-                f"{SHIPPED_WEIGHTS}: the shipped weights are missing from this install",
-                fix="pass ckpt_path=outputs/runs/…/checkpoints/best.ckpt",
-            )
-        return SHIPPED_WEIGHTS
+        return shipped_weights(weights)
     path = Path(ckpt_path).expanduser()
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder; ckpt_path takes a .ckpt file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     return path
+
+
+def shipped_weights(name: str, path_key: str = "ckpt_path", name_key: str = "weights") -> Path:
+    """The weights file of the shipped model ``name``, which must be in this install (a model
+    can be registered before its file ships). The fix names the command's own keys: the one
+    taking a checkpoint file, and the one taking a shipped model's name."""
+    model = shipped_model(name)
+    if not model.weights.is_file():
+        others = "".join(
+            f", or {name_key}={other}"
+            for other, entry in SHIPPED_MODELS.items()
+            if other != name and entry.weights.is_file()
+        )
+        raise CheckpointError(
+            f"{model.weights}: the shipped {name} weights are missing from this install",
+            fix=f"pass {path_key}=outputs/runs/…/checkpoints/best.ckpt{others}",
+        )
+    return model.weights
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -110,11 +126,15 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -
 
 
 def load_denoiser(
-    ckpt_path: str | os.PathLike | None, device: str = "auto", precision: str = "fp32"
+    ckpt_path: str | os.PathLike | None,
+    device: str = "auto",
+    precision: str = "fp32",
+    weights: str = FACES,
 ) -> DenoisingModule:
-    """A checkpoint's model in eval mode (dropout off, BatchNorm on its running statistics),
-    denoising in ``precision`` (``auto``: see :func:`inference_precision`)."""
-    path = resolve_checkpoint(ckpt_path)
+    """A checkpoint's model (without ``ckpt_path``: the shipped model named ``weights``) in eval
+    mode (dropout off, BatchNorm on its running statistics), denoising in ``precision``
+    (``auto``: see :func:`inference_precision`)."""
+    path = resolve_checkpoint(ckpt_path, weights)
     target = pick_device(device)
     model = model_from_checkpoint(read_checkpoint(path), path).to(target).eval()
     chosen, why = inference_precision(precision, target)

@@ -35,6 +35,9 @@ from denoise.runtime.errors import SettingError
 # 4 reference tiles of 512 px take about 0.8 GB on the CPU; 256 tiles of 48 px far less.
 REFERENCE_TILING = {"tile_size": 512, "overlap": 64, "batch_size": 4}
 CORRUPTION_AWARE_TILING = {"tile_size": 48, "overlap": 0, "batch_size": 256}
+# The shipped natural-image model (weights=natural), trained on 64 px crops: a first setting,
+# not yet measured (128 px tiles keep 96x96 of each with 16 px of context); to be tuned.
+NATURAL_TILING = {"tile_size": 128, "overlap": 16, "batch_size": 32}
 
 
 def default_tiling(model: DenoisingModule) -> dict[str, int]:

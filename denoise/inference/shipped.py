@@ -1,0 +1,87 @@
+"""The models shipped inside the package, by name: ``weights=faces`` or ``weights=natural``.
+
+Each name holds its weights file, its model card beside it, and the tiling that suits it,
+which ``predict`` uses when that model is chosen and ``tile_size``/``overlap``/``batch_size``
+are null (a checkpoint of your own gets :func:`denoise.inference.tiling.default_tiling`).
+``evaluate`` picks one by its data when ``weights=auto`` (:func:`weights_for_data`). Turning a
+name into a file, and refusing one missing from the install, is
+:func:`denoise.inference.checkpoints.resolve_checkpoint`'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from denoise.data.settings import FER_TARGET, FOLDER_TARGET
+from denoise.inference.tiling import CORRUPTION_AWARE_TILING, NATURAL_TILING
+from denoise.runtime.errors import SettingError
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+FACES = "faces"
+NATURAL = "natural"
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model in ``denoise/weights/``: its file, what it is for, and its own tiling."""
+
+    name: str
+    weights: Path
+    about: str
+    tiling: Mapping[str, int]
+
+    @property
+    def card(self) -> Path:
+        """The model card ``denoise.export`` writes beside the weights."""
+        return self.weights.with_suffix(".md")
+
+
+SHIPPED_MODELS: dict[str, ShippedModel] = {
+    FACES: ShippedModel(
+        FACES,
+        WEIGHTS_DIR / "blind-fer2013.ckpt",
+        "the blind model trained on FER2013's 48x48 faces",
+        MappingProxyType(CORRUPTION_AWARE_TILING),
+    ),
+    NATURAL: ShippedModel(
+        NATURAL,
+        WEIGHTS_DIR / "blind-natural.ckpt",
+        "the blind model trained on natural images",
+        MappingProxyType(NATURAL_TILING),
+    ),
+}
+SHIPPED_NAMES = tuple(SHIPPED_MODELS)
+
+# The shipped model that suits each data source (conf/data/*.yaml, told apart by _target_).
+DATA_WEIGHTS = {FER_TARGET: FACES, FOLDER_TARGET: NATURAL}
+
+
+def shipped_model(name: str) -> ShippedModel:
+    """The registry entry of ``name``; an unknown name is the one-line setting error."""
+    if name not in SHIPPED_MODELS:
+        raise SettingError(f"weights={name}: must be one of {', '.join(SHIPPED_MODELS)}")
+    return SHIPPED_MODELS[name]
+
+
+def weights_for_data(data: Mapping[str, Any]) -> str:
+    """``weights=auto``: the face model for FER-style data (``data=fer``: a CSV or the
+    embedded default), the natural-image model for ``data=folder``. Only ``_target_`` is read,
+    so a folder config whose ``train_dir`` is still missing can be asked too."""
+    target = data.get("_target_")
+    if target not in DATA_WEIGHTS:
+        raise SettingError(
+            f"weights=auto: no shipped model is chosen for data of type {target}",
+            fix=f"pass weights={' or weights='.join(SHIPPED_MODELS)}, or ckpt_path=…",
+        )
+    return DATA_WEIGHTS[target]
+
+
+def pick_weights(weights: str, data: Mapping[str, Any]) -> str:
+    """The shipped model's name: ``weights`` itself, or for ``auto`` the one that suits
+    ``data``."""
+    return weights_for_data(data) if weights == AUTO else shipped_model(weights).name
