@@ -16,23 +16,29 @@ import torch
 from torch import nn
 
 from denoise.inference.checkpoints import (
-    SHIPPED_WEIGHTS,
     CheckpointError,
     read_checkpoint,
     resolve_checkpoint,
+    shipped_weights,
 )
+from denoise.inference.shipped import FACES, SHIPPED_MODELS
 from denoise.models.module import IDENTITY_AT_START
 from denoise.runtime.errors import SettingError
 
 log = logging.getLogger(__name__)
 
-SHIPPED = "shipped"
+SHIPPED = "shipped"  # the face model, as it was named when it was the only shipped one
 REQUIRED = "required"  # what a second-stage recipe sets: the first stage's weights are yours
 
 
 def init_path(init_from: str) -> Path:
-    """``shipped`` names the blind model in the package; anything else is a checkpoint file."""
-    return SHIPPED_WEIGHTS if init_from == SHIPPED else resolve_checkpoint(init_from)
+    """A shipped model by name (``faces``, ``natural``; ``shipped`` is ``faces``, so recipes
+    written before there were several keep their meaning); anything else is a checkpoint
+    file."""
+    name = FACES if init_from == SHIPPED else init_from
+    if name in SHIPPED_MODELS:
+        return shipped_weights(name, path_key="init_from", name_key="init_from")
+    return resolve_checkpoint(init_from)
 
 
 def check_init_from(init_from: str | None, architecture: str) -> None:
