@@ -1,11 +1,13 @@
-"""Denoise image files with the shipped blind model or a trained checkpoint.
+"""Denoise image files with a model shipped in the package or a trained checkpoint.
 
-``python -m denoise.predict input=photo.png output=clean.png [ckpt_path=…/best.ckpt]``, or
-``input=folder/ output=out/`` for every image of a folder. Each output keeps its input's size,
-colour layout and pixel type; alpha is copied untouched (:mod:`denoise.files.images` says how
-each kind of image is read). Nothing else is written (no ``outputs/`` or ``.hydra/`` folder).
-In folder mode a file that cannot be read or written is one warning; the other files are still
-denoised, and the command then ends with an error that counts them.
+``python -m denoise.predict input=photo.png output=clean.png [weights=faces|ckpt_path=…]``, or
+``input=folder/ output=out/`` for every image of a folder. Without ``ckpt_path`` the shipped
+model named by ``weights`` is used: ``natural`` by default (photos are what people give it).
+Each output keeps its input's size, colour layout and pixel type; alpha is copied untouched
+(:mod:`denoise.files.images` says how each kind of image is read). Nothing else is written
+(no ``outputs/`` or ``.hydra/`` folder). In folder mode a file that cannot be read or written is
+one warning; the other files are still denoised, and the command then ends with an error that
+counts them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from denoise.files.images import (
     write_image,
 )
 from denoise.files.outputs import absolute
-from denoise.inference.checkpoints import PRECISIONS, load_denoiser
+from denoise.inference.checkpoints import PRECISIONS, load_denoiser, resolve_checkpoint
+from denoise.inference.shipped import SHIPPED_NAMES, shipped_model
 from denoise.inference.tiling import default_tiling, denoise_image
 from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import UserError, require_settings, user_errors
@@ -43,7 +46,10 @@ from denoise.runtime.settings import one_of, whole_number
 
 log = logging.getLogger(__name__)
 
-USAGE = "python -m denoise.predict input=IMAGE_OR_FOLDER output=PATH [ckpt_path=CHECKPOINT]"
+USAGE = (
+    "python -m denoise.predict input=IMAGE_OR_FOLDER output=PATH "
+    "[weights=natural|faces] [ckpt_path=CHECKPOINT]"
+)
 LISTED_FAILURES = 5  # file names in the final count line; each failure has its own warning
 
 
@@ -80,6 +86,15 @@ def denoise_array(model: DenoisingModule, array: np.ndarray, **tiling: int) -> n
     return tensor_to_image(restored, array.dtype, alpha)
 
 
+def model_tiling(cfg: DictConfig, model: DenoisingModule, shipped: str | None) -> dict[str, int]:
+    """``tile_size``, ``overlap`` and ``batch_size``: each as set, or where null the shipped
+    model's own (``shipped``: its name), or for a checkpoint of your own its architecture's."""
+    defaults = shipped_model(shipped).tiling if shipped else default_tiling(model)
+    return {
+        key: default if cfg[key] is None else int(cfg[key]) for key, default in defaults.items()
+    }
+
+
 def predict(cfg: DictConfig) -> list[Path]:
     """Denoise ``cfg.input`` (a file or a folder) into ``cfg.output``; return the files written.
 
@@ -93,14 +108,19 @@ def predict(cfg: DictConfig) -> list[Path]:
     whole_number(cfg, "overlap", minimum=0, optional=True)
     whole_number(cfg, "batch_size", optional=True)
     one_of(cfg, "precision", PRECISIONS)
+    weights = one_of(cfg, "weights", SHIPPED_NAMES)
     source, target = Path(cfg.input), Path(cfg.output)
     jobs = plan_jobs(source, target)
-    log.info(f"Denoising {absolute(source)} into {absolute(target)}")
-    model = load_denoiser(cfg.ckpt_path, cfg.device, cfg.precision)
-    tiling = {
-        key: default if cfg[key] is None else int(cfg[key])
-        for key, default in default_tiling(model).items()
-    }
+    path = resolve_checkpoint(cfg.ckpt_path, weights)
+    shipped = None if cfg.ckpt_path else weights  # an explicit ckpt_path wins over weights
+    used = f"the shipped {shipped} model ({path.name})" if shipped else str(absolute(path))
+    log.info(f"Denoising {absolute(source)} into {absolute(target)} with {used}")
+    model = load_denoiser(path, cfg.device, cfg.precision)
+    tiling = model_tiling(cfg, model, shipped)
+    log.info(
+        f"Tiles of {tiling['tile_size']} px, {tiling['overlap']} px of overlap, "
+        f"{tiling['batch_size']} at once"
+    )
     folder_mode = source.is_dir()
     written, failed = [], []
     with logging_redirect_tqdm():

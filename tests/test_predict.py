@@ -734,14 +734,14 @@ def test_folder_command_line_goes_on_after_a_failure_and_exits_1(
     assert iio.imread(tmp_path / "out" / "a.png").shape == GREY.shape
 
 
-def test_predict_without_a_checkpoint_uses_the_shipped_blind_model(tmp_path: Path) -> None:
+def test_predict_with_weights_faces_uses_the_shipped_face_model(tmp_path: Path) -> None:
     clean = smooth_images(1, 64, 80, seed=9)[0]
     noisy = np.where(np.random.default_rng(9).random(clean.shape) < 0.3, 255, clean)
     noisy = noisy.astype(np.uint8)
     source, target = tmp_path / "noisy.png", tmp_path / "clean.png"
     iio.imwrite(source, noisy)
 
-    predict(config("predict", input=source, output=target))
+    predict(config("predict", weights="faces", input=source, output=target))
 
     restored = iio.imread(target)
     assert restored.shape == clean.shape and restored.dtype == np.uint8
@@ -751,7 +751,7 @@ def test_predict_without_a_checkpoint_uses_the_shipped_blind_model(tmp_path: Pat
     assert np.abs(restored.astype(int) - clean).mean() < error_before / 10
 
 
-def test_the_shipped_model_denoises_large_images_in_its_own_48_px_tiles(tmp_path: Path) -> None:
+def test_the_face_model_denoises_large_images_in_its_own_48_px_tiles(tmp_path: Path) -> None:
     """Trained on whole 48x48 faces, the blind model restores a large image far better in
     48 px tiles than in one pass (denoise/inference/tiling.py has the figures); predict's defaults
     must pick that, and a tiling that is given explicitly must still win."""
@@ -761,8 +761,8 @@ def test_the_shipped_model_denoises_large_images_in_its_own_48_px_tiles(tmp_path
     source = tmp_path / "noisy.png"
     iio.imwrite(source, noisy.astype(np.uint8))
     default, whole = tmp_path / "default.png", tmp_path / "whole.png"
-    predict(config("predict", input=source, output=default))
-    predict(config("predict", input=source, output=whole, tile_size=512))
+    predict(config("predict", weights="faces", input=source, output=default))
+    predict(config("predict", weights="faces", input=source, output=whole, tile_size=512))
 
     def psnr(path: Path) -> float:
         error = (iio.imread(path).astype(float) - clean) ** 2
