@@ -1,7 +1,8 @@
 """Score a trained denoiser against classical filters at several noise densities.
 
 ``python -m denoise.evaluate [ckpt_path=…/best.ckpt] [data.csv_path=…] [densities=[…]]``;
-without ``ckpt_path`` it scores the blind model shipped in the package.
+without ``ckpt_path`` it scores a model shipped in the package: ``weights=faces|natural``, or by
+default (``auto``) the one that suits the data (faces for FER-style data, natural for folders).
 
 Every method sees the very same noisy images (noise fixed by ``seed`` per density), and
 PSNR/SSIM/MSE are averaged per image. The run folder gets ``metrics.csv``,
@@ -33,6 +34,7 @@ from denoise.data.settings import check_data_settings
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
 from denoise.files.plots import image_rows, line_panels
 from denoise.inference.checkpoints import PRECISIONS, load_denoiser, resolve_checkpoint
+from denoise.inference.shipped import AUTO, SHIPPED_NAMES, pick_weights
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
 from denoise.models.module import DenoisingModule
@@ -302,6 +304,7 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     check_data_settings(cfg)
     one_of(cfg, "split", tuple(cfg.data.get("splits") or ("train", "val", "test")))
     one_of(cfg, "precision", PRECISIONS)
+    one_of(cfg, "weights", (AUTO, *SHIPPED_NAMES))
     densities = fractions(cfg, "densities")
     examples = fractions(cfg, "example_densities", allow_empty=True)
     if not set(examples) <= set(densities):
@@ -340,7 +343,12 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     output_dir = Path(cfg.paths.output_dir)
     log.info("This evaluation writes into %s", absolute(output_dir))
     check_evaluation_settings(cfg)
-    model = load_denoiser(cfg.ckpt_path, cfg.device, cfg.precision)
+    # an explicit ckpt_path wins; without one, auto picks the shipped model by the data
+    weights = cfg.weights if cfg.ckpt_path else pick_weights(cfg.weights, cfg.data)
+    checkpoint = resolve_checkpoint(cfg.ckpt_path, weights)
+    shipped = f"the shipped {weights} model ({checkpoint.name})"
+    log.info("Scoring %s", absolute(checkpoint) if cfg.ckpt_path else shipped)
+    model = load_denoiser(checkpoint, cfg.device, cfg.precision)
     peers = {
         name: load_denoiser(path, cfg.device, cfg.precision)
         for name, path in peers_paths(cfg).items()
@@ -376,7 +384,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     context = {
         "title": f"{cfg.split} split ({datamodule.describe_split(cfg.split, len(clean))}), "
         f"noise seed {cfg.seed}",
-        "checkpoint": str(resolve_checkpoint(cfg.ckpt_path)),
+        "checkpoint": str(checkpoint),
         "data": datamodule.source,
         "split": cfg.split,
         "images": len(clean),

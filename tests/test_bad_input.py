@@ -346,6 +346,7 @@ EVALUATE = [
         "error: peers: must map a name to a checkpoint, e.g. +peers.attention_unet_10=…/best.ckpt",
     ),
     ("+peers.other=absent.ckpt", "error: absent.ckpt: no such checkpoint"),
+    ("weights=cats", "error: weights=cats: must be one of auto, faces, natural"),
 ]
 
 
