@@ -1,0 +1,301 @@
+"""Shipped models by name (``weights=faces|natural``): the registry, ``ckpt_path`` winning over
+``weights``, ``auto`` choosing by the data, predict's default (natural) with its own tiling,
+and one-line errors for a bad name and for a shipped file missing from the install.
+
+The natural model's weights are not in the package yet, so every test that needs them points
+the registry at a tiny checkpoint, and none depends on that file being there or not."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import imageio.v3 as iio
+import lightning
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, smooth_images
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from test_bad_input import user_error
+
+import denoise.predict as predict_module
+from denoise.evaluate import evaluate
+from denoise.inference.checkpoints import (
+    SHIPPED_WEIGHTS,
+    CheckpointError,
+    read_checkpoint,
+    resolve_checkpoint,
+)
+from denoise.inference.shipped import (
+    SHIPPED_MODELS,
+    WEIGHTS_DIR,
+    pick_weights,
+    shipped_model,
+    weights_for_data,
+)
+from denoise.inference.tiling import REFERENCE_TILING
+from denoise.models.module import DenoisingModule
+from denoise.predict import predict
+from denoise.runtime.errors import SettingError
+from denoise.training.warm_start import check_init_from, init_path
+
+FIX = "pass ckpt_path=outputs/runs/…/checkpoints/best.ckpt"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread, as in test_predict.py: on a busy 2-core machine two threads waiting on
+    each other made the face model 20 times slower here (3.1 s against 0.14 s, measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def predict_config(**settings: object) -> DictConfig:
+    """``conf/predict.yaml`` with ``settings`` as command-line overrides (paths quoted)."""
+    overrides = [
+        f"{key}='{value}'" if isinstance(value, Path) else f"{key}={value}"
+        for key, value in settings.items()
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("predict", overrides=overrides)
+
+
+def point(monkeypatch: pytest.MonkeyPatch, name: str, weights: Path) -> None:
+    """Make the shipped model ``name`` load ``weights`` (its tiling stays the registry's)."""
+    entry = dataclasses.replace(SHIPPED_MODELS[name], weights=weights)
+    monkeypatch.setitem(SHIPPED_MODELS, name, entry)
+
+
+@pytest.fixture
+def noisy_photo(tmp_path: Path) -> Path:
+    """A 150x140 smooth picture with 10% salt-and-pepper: larger than the natural model's
+    tiles, so that tiling settings matter."""
+    clean = smooth_images(1, 150, 140, seed=5)[0]
+    draw = np.random.default_rng(5).random((2, *clean.shape))
+    noisy = np.where(draw[0] < 0.1, np.where(draw[1] < 0.5, 255, 0), clean).astype(np.uint8)
+    path = tmp_path / "noisy.png"
+    iio.imwrite(path, noisy)
+    return path
+
+
+@pytest.fixture
+def untrained_unet(tmp_path: Path) -> Path:
+    """A checkpoint of a small untrained U-Net: enough for what only reads hyperparameters."""
+    model = DenoisingModule(base_channels=4, depth=3)
+    path = tmp_path / "unet.ckpt"
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
+    return path
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_the_registry_names_each_model_its_file_card_and_tiling() -> None:
+    faces, natural = SHIPPED_MODELS["faces"], SHIPPED_MODELS["natural"]
+    assert list(SHIPPED_MODELS) == ["faces", "natural"]
+    assert faces.weights == WEIGHTS_DIR / "blind-fer2013.ckpt" == SHIPPED_WEIGHTS
+    assert faces.card == WEIGHTS_DIR / "blind-fer2013.md"
+    assert natural.weights == WEIGHTS_DIR / "blind-natural.ckpt"
+    assert natural.card == WEIGHTS_DIR / "blind-natural.md"
+    assert WEIGHTS_DIR == REPO / "denoise" / "weights"  # pyproject ships weights/*.ckpt, *.md
+    assert dict(faces.tiling) == {"tile_size": 48, "overlap": 0, "batch_size": 256}
+    assert dict(natural.tiling) == {"tile_size": 128, "overlap": 16, "batch_size": 32}
+    with pytest.raises(TypeError):
+        faces.tiling["tile_size"] = 8  # type: ignore[index]  # one place, not edited by users
+
+
+def test_the_face_model_ships_in_the_package_and_stays_the_default_of_the_library() -> None:
+    faces = SHIPPED_MODELS["faces"]
+    assert faces.weights.is_file() and faces.card.is_file()
+    assert "blind-fer2013.ckpt" in faces.card.read_text()
+    hyper_parameters = read_checkpoint(faces.weights)["hyper_parameters"]
+    assert hyper_parameters["architecture"] == "corruption_aware"
+    # export, bench and the tests call the loaders without a name: that is the face model
+    assert resolve_checkpoint(None) == resolve_checkpoint(None, "faces") == faces.weights
+    assert init_path("shipped") == init_path("faces") == faces.weights
+
+
+def test_an_explicit_ckpt_path_wins_over_weights(
+    monkeypatch: pytest.MonkeyPatch, untrained_unet: Path, tmp_path: Path
+) -> None:
+    point(monkeypatch, "natural", tmp_path / "absent" / "blind-natural.ckpt")
+    assert resolve_checkpoint(untrained_unet, "natural") == untrained_unet  # never looked up
+    assert resolve_checkpoint(str(untrained_unet), "faces") == untrained_unet
+    with pytest.raises(CheckpointError, match="the shipped natural weights are missing"):
+        resolve_checkpoint(None, "natural")
+    point(monkeypatch, "natural", untrained_unet)
+    assert resolve_checkpoint(None, "natural") == untrained_unet
+    with pytest.raises(SettingError, match=r"^weights=cats: must be one of faces, natural$"):
+        resolve_checkpoint(None, "cats")
+
+
+def test_auto_picks_faces_for_fer_style_data_and_natural_for_folders(
+    compose_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    embedded = compose_config("evaluate").data  # data=fer, no CSV: the embedded default
+    csv = compose_config("evaluate", f"data.csv_path={tmp_path / 'fer.csv'}").data
+    folder = compose_config("evaluate", "data=folder").data  # train_dir still ??? : not read
+    assert compose_config("evaluate").weights == "auto"
+    assert weights_for_data(embedded) == weights_for_data(csv) == "faces"
+    assert weights_for_data(folder) == "natural"
+    assert pick_weights("auto", folder) == "natural" and pick_weights("auto", csv) == "faces"
+    assert pick_weights("faces", folder) == "faces" and pick_weights("natural", csv) == "natural"
+    other = OmegaConf.create({"_target_": "elsewhere.MyDataModule"})
+    unknown = r"^weights=auto: no shipped model is chosen for data of type elsewhere\.MyDataModule$"
+    with pytest.raises(SettingError, match=unknown):
+        weights_for_data(other)
+    assert pick_weights("faces", other) == "faces"  # a name given needs no guess
+    with pytest.raises(SettingError, match=r"^weights=cats: must be one of faces, natural$"):
+        pick_weights("cats", csv)
+
+
+# ---------------------------------------------------------------- predict
+
+
+def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_checkpoint: Path,
+    noisy_photo: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert predict_config(input="x.png", output="y.png").weights == "natural"
+    point(monkeypatch, "natural", tiny_checkpoint)
+    tilings: list[dict[str, int]] = []
+    real_denoise_image = predict_module.denoise_image
+
+    def recording(model: DenoisingModule, image: torch.Tensor, **tiling: int) -> torch.Tensor:
+        tilings.append(tiling)
+        return real_denoise_image(model, image, **tiling)
+
+    monkeypatch.setattr(predict_module, "denoise_image", recording)
+    caplog.set_level(logging.INFO, logger="denoise.predict")
+    natural = dict(SHIPPED_MODELS["natural"].tiling)
+
+    def run(name: str, **settings: object) -> np.ndarray:
+        predict(predict_config(input=noisy_photo, output=tmp_path / name, **settings))
+        return iio.imread(tmp_path / name)
+
+    default = run("default.png")
+    assert tilings.pop() == natural
+    assert "with the shipped natural model (best.ckpt)" in caplog.text
+    caplog.clear()
+
+    explicit = run("explicit.png", ckpt_path=tiny_checkpoint, **natural)
+    assert tilings.pop() == natural
+    assert f"with {tiny_checkpoint}" in caplog.text
+    np.testing.assert_array_equal(default, explicit)  # the tiny checkpoint's very output
+
+    faces = run("faces.png", weights="faces")
+    assert tilings.pop() == dict(SHIPPED_MODELS["faces"].tiling)
+    assert not np.array_equal(default, faces)  # so the comparison above can tell them apart
+
+    # A checkpoint of your own keeps its architecture's tiling, whatever weights says; tiling
+    # given explicitly wins over a shipped model's.
+    run("own.png", ckpt_path=tiny_checkpoint, weights="faces")
+    assert tilings.pop() == REFERENCE_TILING
+    run("set.png", tile_size=64, batch_size=3)
+    assert tilings.pop() == {"tile_size": 64, "overlap": natural["overlap"], "batch_size": 3}
+
+
+def test_predict_refuses_a_bad_name_before_reading_anything(
+    tmp_path: Path, noisy_photo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = predict_config(input=noisy_photo, output=tmp_path / "clean.png", weights="cats")
+    assert user_error(predict, cfg, capsys) == [
+        "error: weights=cats: must be one of faces, natural"
+    ]
+    cfg = predict_config(input=tmp_path / "absent.png", output=tmp_path / "clean.png", weights="x")
+    assert user_error(predict, cfg, capsys) == ["error: weights=x: must be one of faces, natural"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["noisy.png"]
+
+
+def test_a_shipped_model_missing_from_the_install_is_one_line_naming_file_and_fix(
+    monkeypatch: pytest.MonkeyPatch,
+    compose_config: Callable[..., DictConfig],
+    noisy_photo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    absent = tmp_path / "install" / "blind-natural.ckpt"
+    point(monkeypatch, "natural", absent)
+    missing = f"error: {absent}: the shipped natural weights are missing from this install"
+
+    cfg = predict_config(input=noisy_photo, output=tmp_path / "clean.png")
+    assert user_error(predict, cfg, capsys) == [missing, f"{FIX}, or weights=faces"]
+    assert not (tmp_path / "clean.png").exists()
+
+    # evaluate on a folder picks natural by itself, and stops before reading the folder
+    cfg = compose_config("evaluate", "data=folder", f"data.train_dir={tmp_path / 'photos'}")
+    assert user_error(evaluate, cfg, capsys) == [missing, f"{FIX}, or weights=faces"]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+    with pytest.raises(CheckpointError, match="the shipped natural weights are missing") as caught:
+        check_init_from("natural", "corruption_aware")
+    assert caught.value.fix == (
+        "pass init_from=outputs/runs/…/checkpoints/best.ckpt, or init_from=faces"
+    )
+
+    point(monkeypatch, "faces", tmp_path / "install" / "blind-fer2013.ckpt")
+    cfg = predict_config(input=noisy_photo, output=tmp_path / "clean.png", weights="faces")
+    assert user_error(predict, cfg, capsys)[1] == FIX  # no other shipped model to offer
+
+
+# ---------------------------------------------------------------- evaluate and init_from
+
+
+def test_evaluate_scores_the_natural_model_on_a_folder_and_records_its_file(
+    monkeypatch: pytest.MonkeyPatch,
+    compose_config: Callable[..., DictConfig],
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+) -> None:
+    point(monkeypatch, "natural", tiny_checkpoint)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index, image in enumerate(smooth_images(10, 36, 40, seed=3)):
+        Image.fromarray(image).save(photos / f"{index}.png")
+    cfg = compose_config(
+        "evaluate",
+        "data=folder",
+        f"data.train_dir={photos}",
+        "data.crop_size=32",
+        "limit=1",
+        "densities=[0.1]",
+        "example_densities=[]",
+        "amf_max_window=3",
+        "device=cpu",
+        output_dir=tmp_path / "evaluation",
+    )
+    result = evaluate(cfg)
+    saved = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert saved["checkpoint"] == str(tiny_checkpoint)
+    assert "U-Net" in result.metrics  # the tiny U-Net, not the corruption-aware face model
+    assert "corruption-aware U-Net" not in result.metrics
+
+
+def test_init_from_takes_a_shipped_model_by_name(
+    monkeypatch: pytest.MonkeyPatch, untrained_unet: Path
+) -> None:
+    point(monkeypatch, "natural", untrained_unet)
+    assert init_path("natural") == untrained_unet
+    check_init_from("natural", "unet")
+    with pytest.raises(CheckpointError, match="holds a unet model"):
+        check_init_from("natural", "corruption_aware")
+    check_init_from("shipped", "corruption_aware")  # still the face model
+    assert shipped_model("faces").weights == init_path("shipped")
