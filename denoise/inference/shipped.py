@@ -28,11 +28,10 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class ShippedModel:
-    """A model in ``denoise/weights/``: its file, what it is for, and its own tiling."""
+    """A model in ``denoise/weights/``: its file and its own tiling."""
 
     name: str
     weights: Path
-    about: str
     tiling: Mapping[str, int]
 
     @property
@@ -44,14 +43,12 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     FACES: ShippedModel(
         FACES,
-        WEIGHTS_DIR / "blind-fer2013.ckpt",
-        "the blind model trained on FER2013's 48x48 faces",
+        WEIGHTS_DIR / "blind-fer2013.ckpt",  # the blind model of FER2013's 48x48 faces
         MappingProxyType(CORRUPTION_AWARE_TILING),
     ),
     NATURAL: ShippedModel(
         NATURAL,
-        WEIGHTS_DIR / "blind-natural.ckpt",
-        "the blind model trained on natural images",
+        WEIGHTS_DIR / "blind-natural.ckpt",  # trained on natural images (experiment=blind_natural)
         MappingProxyType(NATURAL_TILING),
     ),
 }
