@@ -35,8 +35,12 @@ from denoise.runtime.errors import SettingError
 # 4 reference tiles of 512 px take about 0.8 GB on the CPU; 256 tiles of 48 px far less.
 REFERENCE_TILING = {"tile_size": 512, "overlap": 64, "batch_size": 4}
 CORRUPTION_AWARE_TILING = {"tile_size": 48, "overlap": 0, "batch_size": 256}
-# The shipped natural-image model (weights=natural), trained on 64 px crops: a first setting,
-# not yet measured (128 px tiles keep 96x96 of each with 16 px of context); to be tuned.
+# The shipped natural-image model (weights=natural), trained on 64 px crops. Measured on 8
+# held-out train400 validation images (180 px) and 2 portraits (320-384 px), mean PSNR at
+# 10/50/90/95%: 128 px tiles with 16 px of context 42.42/32.01/22.87/21.03 dB; one pass
+# 40.60/30.98/22.85/21.03 (on the portraits alone 34.1 against 43.2 dB at 10%: it learned
+# crop-sized context); 64 px tiles without context 42.15/31.76/22.77/20.82; 32 px of context
+# no better (42.41/31.94/22.87/21.04) for 2x the time.
 NATURAL_TILING = {"tile_size": 128, "overlap": 16, "batch_size": 32}
 
 
