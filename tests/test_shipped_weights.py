@@ -299,3 +299,32 @@ def test_init_from_takes_a_shipped_model_by_name(
         check_init_from("natural", "corruption_aware")
     check_init_from("shipped", "corruption_aware")  # still the face model
     assert shipped_model("faces").weights == init_path("shipped")
+
+
+def test_the_shipped_natural_model_beats_biharmonic_inpainting_on_a_photo_it_never_saw() -> None:
+    """The natural weights, through predict's own tiling, on a crop of scikit-image's camera
+    (not in train400): better than the best classical filter at 30% and 70%, and a clean
+    photo comes back with every pixel that is not black or white exactly as it was."""
+    from skimage import data
+
+    from denoise.data.noise import add_salt_and_pepper
+    from denoise.inference.checkpoints import load_denoiser
+    from denoise.inference.tiling import denoise_image
+    from denoise.models.filters import biharmonic_inpainting
+
+    natural = SHIPPED_MODELS["natural"]
+    assert natural.weights.is_file() and natural.card.is_file()
+    model = load_denoiser(str(natural.weights), "cpu", "fp32")
+    clean = torch.from_numpy(data.camera()[96:288, 160:352].astype(np.float32) / 255)[None]
+    for density in (0.3, 0.7):
+        noisy = add_salt_and_pepper(
+            clean[None], density, generator=torch.Generator().manual_seed(3)
+        )
+        restored = denoise_image(model, noisy[0], **natural.tiling)
+        inpainted = biharmonic_inpainting(noisy)[0]
+        model_mse = ((restored - clean) ** 2).mean()
+        classical_mse = ((inpainted - clean) ** 2).mean()
+        assert 10 * torch.log10(classical_mse / model_mse) > 0.5, density  # at least 0.5 dB
+    untouched = denoise_image(model, clean, **natural.tiling)
+    neither = (clean > 0) & (clean < 1)
+    assert torch.equal(untouched[neither], clean[neither])
