@@ -304,7 +304,7 @@ def test_evaluate_on_a_folder(compose_config, image_folder: Path, tmp_path: Path
         "evaluate",
         "data=folder",
         f"data.train_dir={image_folder}",
-        "weights=faces",  # auto would take the natural model, which need not be installed
+        "weights=faces",  # the face model: this test checks the data, not which model
         "data.channels=3",  # evaluate reads the images as the model wants them: grey
         "data.eval_crop_size=32",
         "split=val",
