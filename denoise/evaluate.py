@@ -318,9 +318,7 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     whole_number(cfg, "seed", minimum=0)
     number_in(cfg, "salt_vs_pepper", 0.0, 1.0)
     peers = cfg.get("peers") or {}
-    if not isinstance(peers, Mapping | DictConfig) or not all(
-        isinstance(path, str) for path in peers.values()
-    ):
+    if not isinstance(peers, Mapping) or not all(isinstance(path, str) for path in peers.values()):
         raise SettingError(
             "peers: must map a name to a checkpoint, e.g. +peers.attention_unet_10=…/best.ckpt"
         )
@@ -329,9 +327,9 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
         raise SettingError(f"amf_max_window={window}: must be an odd whole number of at least 3")
 
 
-def peers_paths(cfg: DictConfig) -> dict[str, str]:
-    """The peer models scored beside the main one, by name (``peers`` in the config)."""
-    return dict(cfg.get("peers") or {})
+def peers_paths(cfg: DictConfig) -> dict[str, Path]:
+    """The checkpoint files of the peer models scored beside the main one, by name."""
+    return {name: resolve_checkpoint(path) for name, path in (cfg.get("peers") or {}).items()}
 
 
 def _listed(values: Sequence[float]) -> str:
@@ -349,9 +347,9 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     shipped = f"the shipped {weights} model ({checkpoint.name})"
     log.info("Scoring %s", absolute(checkpoint) if cfg.ckpt_path else shipped)
     model = load_denoiser(checkpoint, cfg.device, cfg.precision)
+    peer_paths = peers_paths(cfg)
     peers = {
-        name: load_denoiser(path, cfg.device, cfg.precision)
-        for name, path in peers_paths(cfg).items()
+        name: load_denoiser(path, cfg.device, cfg.precision) for name, path in peer_paths.items()
     }
     for name, peer in peers.items():
         if peer.hparams.in_channels != model.hparams.in_channels:
@@ -392,7 +390,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         "amf_max_window": cfg.amf_max_window,
         "precision": "bf16" if model.inference_autocast is not None else "fp32",
         "model": model_label(model),
-        "peers": {name: str(resolve_checkpoint(path)) for name, path in peers_paths(cfg).items()},
+        "peers": {name: str(path) for name, path in peer_paths.items()},
     }
     write_outputs(result, output_dir, context)
     print("\n" + markdown_report(result, context))
