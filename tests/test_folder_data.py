@@ -19,7 +19,7 @@ from PIL import Image
 from test_bad_input import user_error
 
 from denoise.data.datamodule import FERDataModule
-from denoise.data.folder import FolderDataModule, center_crop, pad_to
+from denoise.data.folder import FolderDataModule, center_crop, clip_exposure, pad_to
 from denoise.data.image_folder import ImageFolderError
 from denoise.evaluate import evaluate
 from denoise.train import train
@@ -140,6 +140,38 @@ def test_training_crops_are_random_views_of_the_configured_size_new_each_epoch(
     assert all(views)  # each crop is a window of its image, mirrored and turned
     assert len({min(found)[:2] for found in views}) > 5
     assert len({min(found)[2:] for found in views}) > 2
+
+
+def test_exposure_clipping_makes_pure_black_and_white_regions_in_its_share_of_crops(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    crop = torch.from_numpy(smooth_images(1, 64, 64)[0][None].copy())
+    assert (crop == 0).sum() + (crop == 255).sum() == 0
+    torch.manual_seed(0)
+    shares = []
+    for _ in range(20):
+        clipped = clip_exposure(crop, 0.3)
+        black, white = (clipped == 0).float().mean(), (clipped == 255).float().mean()
+        assert black <= 0.3 + 1 / 64 and white <= 0.3 + 1 / 64
+        order = torch.argsort(crop.flatten().float(), stable=True)
+        assert torch.all(clipped.flatten()[order].diff() >= 0)  # brightness order is kept
+        shares.append(float(black + white))
+    assert max(shares) > 0.2 and min(shares) < max(shares)
+    flat = torch.full((1, 8, 8), 90, dtype=torch.uint8)
+    assert torch.equal(clip_exposure(flat, 0.3), flat)
+
+    plain = _datamodule(image_folder, tmp_path, crop_size=32, crops_per_image=4)
+    exposed = _datamodule(
+        image_folder, tmp_path, crop_size=32, crops_per_image=4, clipped_share=0.5
+    )
+    plain_crops = plain.datasets["train"].__getitems__(range(68))["clean"]
+    exposed_crops = exposed.datasets["train"].__getitems__(range(68))["clean"]
+    saturated = [
+        ((crops == 0) | (crops == 255)).flatten(1).float().mean(1) > 0.01
+        for crops in (plain_crops, exposed_crops)
+    ]
+    assert saturated[0].sum() == 0
+    assert 15 < saturated[1].sum() < 53  # about half of 68
 
 
 def test_images_smaller_than_a_crop_are_padded_by_reflection(tmp_path: Path) -> None:
@@ -280,6 +312,7 @@ def test_bad_folders_and_files_stop_training_with_one_line(
         ),
         (["data.channels=2"], "error: data.channels=2: must be 1 (grey) or 3 (RGB)"),
         (["data.test_share=0"], "error: data.test_share=0: the test split would be empty;"),
+        (["data.clipped_share=2"], "error: data.clipped_share=2: must be a number in [0, 1]"),
     ]
     for overrides, start in cases:
         lines = user_error(train, folder_config(*overrides), capsys)

@@ -63,6 +63,8 @@ def check_folder_settings(cfg: DictConfig, prefix: str = "data") -> None:
         raise SettingError(f"{prefix}.channels={channels}: must be 1 (grey) or 3 (RGB)")
     whole_number(cfg, f"{prefix}.crop_size", minimum=8)
     whole_number(cfg, f"{prefix}.crops_per_image")
+    number_in(cfg, f"{prefix}.clipped_share", 0.0, 1.0, optional=True)
+    number_in(cfg, f"{prefix}.clipped_max", 0.0, 0.5, optional=True)
     one_of(cfg, f"{prefix}.eval_crop", EVAL_CROPS)
     whole_number(cfg, f"{prefix}.eval_crop_size", minimum=8, optional=True)
 
