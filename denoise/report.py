@@ -359,9 +359,12 @@ class SweepReport(Callback):
     A report that cannot be written is a warning: it must never fail the sweep."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Say where the sweep goes before its first job starts."""
+        """Say where the sweep goes before its first job starts, and make the folder: a
+        sweeper may keep its own files there before any job runs (Optuna's study)."""
         try:
-            print(f"This sweep writes into {absolute(_sweep_dir(config))}")
+            sweep_dir = _sweep_dir(config)
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            print(f"This sweep writes into {absolute(sweep_dir)}")
         except ValueError as error:
             log.warning("No sweep folder: %s", error)
 

@@ -132,7 +132,8 @@ def test_group_help_lists_the_composed_groups_with_every_option() -> None:
     lines = config_groups_help(choices).splitlines()
     assert lines[1:] == [
         "data=fer          fer, folder",
-        "experiment=null   blind, blind_natural, blind_refine, peer_attention_unet, reference",
+        "experiment=null   blind, blind_natural, blind_natural_exposure, blind_refine, "
+        "peer_attention_unet, reference",
         "model=unet        corruption_aware, unet",
         "",
     ]
@@ -148,7 +149,7 @@ def test_group_help_lists_the_composed_groups_with_every_option() -> None:
         (
             "train",
             {"callbacks", "data", "debug", "experiment", "logger", "model", "optimizer", "paths"}
-            | {"scheduler", "trainer"},
+            | {"scheduler", "trainer", "hparams_search"},
         ),
     ],
 )

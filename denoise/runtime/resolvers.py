@@ -3,6 +3,7 @@ the config groups a command's ``--help`` lists."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from importlib.resources import files
 
@@ -11,14 +12,22 @@ from omegaconf import OmegaConf
 
 from denoise import CONFIG_MODULE
 from denoise.runtime.machine import default_precision
+from denoise.runtime.search import trials_left
 
 
 def register_resolvers() -> None:
     """``${device:precision}`` is bf16 mixed precision on a GPU and on a CPU with bf16
     hardware, float32 elsewhere (``machine.default_precision``); ``${device:pin_memory}`` pins
     host memory only for a GPU.
-    ``${config_groups:${hydra.runtime.choices}}`` is the help text of a command's groups."""
-    resolvers = {"device": device_default, "config_groups": config_groups_help}
+    ``${config_groups:${hydra.runtime.choices}}`` is the help text of a command's groups;
+    ``${optuna_trials_left:DB,STUDY,TOTAL}`` the trials a resumed search still runs;
+    ``${folder_name:TEXT}`` TEXT cut to a length every file system takes."""
+    resolvers = {
+        "device": device_default,
+        "config_groups": config_groups_help,
+        "optuna_trials_left": trials_left,
+        "folder_name": folder_name,
+    }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
@@ -30,6 +39,20 @@ def device_default(key: str) -> str | bool:
     if key not in defaults:
         raise KeyError(f"unknown device default {key!r}; one of {sorted(defaults)}")
     return defaults[key]
+
+
+MAX_FOLDER_NAME = 160  # file systems refuse names over 255 bytes; leave room for the job number
+
+
+def folder_name(text: str) -> str:
+    """``text`` as it is when short; else its start and a hash of the whole, so that long
+    override lists (many overrides, Optuna's long floats) still name distinct folders."""
+    text = str(text)
+    if len(text.encode()) <= MAX_FOLDER_NAME:
+        return text
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    start = text.encode()[: MAX_FOLDER_NAME - 12].decode(errors="ignore")
+    return f"{start}-{digest}"
 
 
 def group_options(group: str) -> list[str]:
