@@ -7,24 +7,34 @@ Every run writes its config (``.hydra/``), checkpoints, TensorBoard logs and
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from denoise import CONFIG_PATH
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
+from denoise.inference.checkpoints import read_checkpoint
+from denoise.runtime.distributed import is_rank_zero_process, rank_overrides
 from denoise.runtime.errors import is_user_error, user_errors
+from denoise.runtime.job_share import claim_share
 from denoise.runtime.machine import describe_machine, precision_note
 from denoise.training.callbacks import MetricHistory
-from denoise.training.preflight import check_resume, check_training_settings
+from denoise.training.preflight import (
+    check_resume,
+    check_shards,
+    check_training_settings,
+    world_size,
+)
 from denoise.training.summary import RunSummary, format_test_table
+from denoise.training.tracking import final_metrics, finish_loggers, hparams, open_loggers
 from denoise.training.warm_start import check_init_from, init_path, warm_start
 
 log = logging.getLogger(__name__)
@@ -33,9 +43,14 @@ HPARAM_SECTIONS = ("seed", "data", "model", "trainer")
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Fit, test the best checkpoint, and return ``cfg.optimized_metric`` for sweepers."""
+    """Fit, test the best checkpoint, and return ``cfg.optimized_metric`` for sweepers.
+
+    In a distributed run (``trainer=ddp``) every process runs this; only rank zero writes
+    ``summary.json`` (see ``RunSummary``), checkpoints and logs, and says what it wrote."""
     output_dir = Path(cfg.paths.output_dir)
-    log.info("This run writes into %s", absolute(output_dir))
+    rank_zero = is_rank_zero_process()
+    if rank_zero:
+        log.info("This run writes into %s", absolute(output_dir))
     check_training_settings(cfg)
     check_resume(cfg)
     check_init_from(cfg.get("init_from"), cfg.model.architecture)
@@ -50,7 +65,10 @@ def train(cfg: DictConfig) -> float | None:
         warm_started_from=str(init_path(cfg.init_from)) if cfg.get("init_from") else None,
     )
     try:
-        with summary.alive():  # pid, host and a heartbeat: a killed run reads as died
+        # pid, host and a heartbeat: a killed run reads as died; a sweep job side by side
+        # with others takes its share of the cores and GPUs
+        with summary.alive(), claim_share(cfg) as share:
+            summary.update(torch_threads=torch.get_num_threads(), gpu=share.gpu)
             result = _fit_and_test(cfg, summary)
     except BaseException as error:
         summary.update(
@@ -58,11 +76,12 @@ def train(cfg: DictConfig) -> float | None:
             error=f"{type(error).__name__}: {error}",
             wall_time_s=round(time.perf_counter() - started, 1),
         )
-        if not is_user_error(error):  # a user error's bookkeeping-only folder goes (main)
+        if rank_zero and not is_user_error(error):  # a user error's record goes (main)
             log.info(folder_listing(output_dir, "The failed run left"))
         raise
     summary.update(status="completed", wall_time_s=round(time.perf_counter() - started, 1))
-    log.info(folder_listing(output_dir, "Outputs of this run in"))
+    if rank_zero:
+        log.info(folder_listing(output_dir, "Outputs of this run in"))
     return result
 
 
@@ -76,16 +95,21 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
         warm_start(model, cfg.init_from)
     datamodule.prepare_data()  # the data's errors come now, before the Trainer starts
     datamodule.setup("fit")
+    splits = ("val", "test") if cfg.get("test", True) else ("val",)
+    check_shards({split: len(datamodule.datasets[split]) for split in splits}, world_size(cfg))
     log.info(precision_note(cfg.trainer.precision))
     history = MetricHistory()
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    loggers = open_loggers(cfg)  # closed by _log_hparams, or as failed (tracking.py)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=[*callbacks, history], logger=loggers or False
     )
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     checkpoint = trainer.checkpoint_callback
+    epochs_completed = trainer.current_epoch
+    if not history.epochs and _recover_history(history, checkpoint):  # ddp_spawn
+        epochs_completed = max(epochs_completed, history.epochs[-1]["epoch"] + 1)
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     best_epoch = history.best(checkpoint.monitor, checkpoint.mode) if checkpoint else None
     best_epoch = best_epoch or (history.epochs[-1] if history.epochs else None)
@@ -93,7 +117,7 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
         best_checkpoint=best_path or None,
         best_epoch=best_epoch,
         val_history=history.epochs,
-        epochs_completed=trainer.current_epoch,
+        epochs_completed=epochs_completed,
     )
 
     test_metrics: dict[str, float] = {}
@@ -102,8 +126,9 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
             model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True
         )
         test_metrics = {name: float(value) for name, value in results[0].items()}
-        print(f"\nTest metrics of {'the best checkpoint' if best_path else 'the final model'}:")
-        print(format_test_table(test_metrics) + "\n")
+        if trainer.is_global_zero:  # every process has the metrics (over the whole split)
+            print(f"\nTest metrics of {'the best checkpoint' if best_path else 'the final model'}:")
+            print(format_test_table(test_metrics) + "\n")
         summary.update(test=test_metrics)
 
     final = {**(best_epoch or {}), **test_metrics}
@@ -112,33 +137,56 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
     return None if value is None else float(value)
 
 
+def _recover_history(history: MetricHistory, checkpoint: Any) -> bool:
+    """A strategy that spawns its processes (``ddp_spawn``) fits in them, and this process's
+    callbacks see none of the epochs: they come back from the last checkpoint (or the best),
+    which holds the history's state. Whether any came back."""
+    if checkpoint is None or not checkpoint.dirpath:
+        return False
+    last = (
+        Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
+    )
+    for path in (last, Path(checkpoint.best_model_path or last)):
+        if path.is_file():
+            state = read_checkpoint(path).get("callbacks", {}).get(history.state_key)
+            if state:
+                history.load_state_dict(state)
+                return bool(history.epochs)
+    return False
+
+
 def _log_hparams(cfg: DictConfig, loggers: list[Any], final: dict[str, float]) -> None:
-    """Fill TensorBoard's HPARAMS tab: the config beside the final metrics."""
-    params = {
-        key: OmegaConf.to_container(cfg[key], resolve=True)
-        if OmegaConf.is_config(cfg[key])
-        else cfg[key]
-        for key in HPARAM_SECTIONS
-        if key in cfg
-    }
-    metrics = {
-        f"hp/{name.replace('/', '_')}": value for name, value in final.items() if name != "epoch"
-    }
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger) and metrics:
-            logger.log_hyperparams(params, metrics=metrics)
-            logger.finalize("success")
+    """Every logger gets the config sections beside the final metrics (``hp/…``; TensorBoard's
+    HPARAMS tab, CSV's hparams.yaml and last row, MLflow's params and metrics), then closes."""
+    finish_loggers(loggers, hparams(cfg, HPARAM_SECTIONS), final_metrics(final))
 
 
 def _task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def _quiet_other_ranks() -> None:
+    """A non-zero rank logs warnings and errors only, to the console: rank zero's log file
+    is rank zero's (Hydra opened it in this process only when a launcher other than
+    Lightning's started it with the run folder's own job name)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(logging.WARNING)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with user_errors(cleanup=discard_unused_output_dir):
+    if not is_rank_zero_process():
+        _quiet_other_ranks()
+    with user_errors(cleanup=discard_unused_output_dir):  # which leaves other ranks' alone
         return train(cfg)
 
 
 if __name__ == "__main__":
+    # A process that Lightning's ddp (or Slurm, torchrun) starts as a non-zero rank runs this
+    # same command: it writes no .hydra/ and no log file into the run folder.
+    sys.argv += rank_overrides(sys.argv[1:])
     main()

@@ -5,12 +5,16 @@ Images stay uint8 in memory and whole batches are gathered with one indexing op.
 Training noise is drawn fresh for every batch on the batch's device; validation and
 test noise is drawn once from ``noise.seed``, so every epoch and every run scores the
 same noisy images whatever the batch size or worker count.
+
+In a distributed run each process validates and tests its own contiguous share of a split,
+every image exactly once (:class:`EvaluationShard`), with the same fixed noise (the codes
+belong to the images, drawn for the whole split), and draws training noise of its own.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +22,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from denoise.data.embedded import embedded_csv_path
 from denoise.data.fer_csv import load_fer_csv
@@ -78,6 +82,27 @@ class ImageSplit(Dataset):
         if self.codes is not None:
             batch["codes"] = self.codes[index]
         return batch
+
+
+class EvaluationShard(DistributedSampler):
+    """Process ``rank``'s contiguous share of an evaluation split, for ``num_replicas``
+    processes: every image exactly once over all processes, the shares differing by one
+    image at most, rank zero's first (so its first batch, the one previewed, shows the
+    split's first images, as in a one-process run).
+
+    Lightning's own ``DistributedSampler`` would pad the split with repeated images to give
+    every process as many, and so count those images twice in the epoch's mean. Being a
+    ``DistributedSampler``, this one is left in place by Lightning."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        size, extra = divmod(len(dataset), num_replicas)
+        self.start = rank * size + min(rank, extra)
+        self.num_samples = size + (1 if rank < extra else 0)
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.start + self.num_samples))
 
 
 def keep_batch(batch: Batch) -> Batch:
@@ -168,15 +193,27 @@ class NoisyImageDataModule(L.LightningDataModule):
         )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        sampler = None
+        processes, rank = self._processes()
+        if split != "train" and processes > 1:  # training: Lightning's DistributedSampler
+            sampler = EvaluationShard(self.datasets[split], processes, rank)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if sampler is None else False,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=keep_batch,
         )
+
+    def _processes(self) -> tuple[int, int]:
+        """The number of processes of the attached Trainer and this one's global rank."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -210,8 +247,11 @@ class NoisyImageDataModule(L.LightningDataModule):
         return {"clean": clean, "noisy": apply_salt_and_pepper(clean, codes)}
 
     def _train_generator(self, device: torch.device) -> torch.Generator:
+        """Seeded once per device; in a distributed run each process offsets the seed by its
+        rank, so that the processes' batches do not all get the same noise."""
         if device not in self._train_generators:
             seed = self._train_seed if self._train_seed is not None else self.noise.seed
+            seed += self._processes()[1]
             self._train_generators[device] = torch.Generator(device).manual_seed(seed)
         return self._train_generators[device]
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from denoise.runtime.distributed import is_rank_zero_process
+
 
 def absolute(path: str | os.PathLike) -> Path:
     """``path`` as the user can find it from any folder (no symlinks resolved)."""
@@ -72,7 +74,10 @@ def discard_run_record(folder: str | os.PathLike, log_name: str) -> bool:
 
 def discard_unused_output_dir() -> None:
     """After a user error: a single run's folder that holds only its record goes; a sweep's
-    job folder stays, so that the sweep report shows why the job failed."""
+    job folder stays, so that the sweep report shows why the job failed. Only rank zero of a
+    distributed run cleans up: the folder is its own."""
+    if not is_rank_zero_process():
+        return
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.RUN and hydra_cfg.output_subdir is not None:
         discard_run_record(hydra_cfg.runtime.output_dir, f"{hydra_cfg.job.name}.log")

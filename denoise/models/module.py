@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torchmetrics import MeanMetric
 
 from denoise.models.corruption_aware import CorruptionAwareUNet
 from denoise.models.losses import make_loss
@@ -138,6 +139,7 @@ class DenoisingModule(L.LightningModule):
         self.noisy_metrics = nn.ModuleDict(
             {stage: image_metrics(f"{stage}/noisy_") for stage in ("val", "test")}
         )
+        self.mean_loss = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         restored = self.net(noisy.contiguous(memory_format=self.memory_format))
@@ -165,7 +167,9 @@ class DenoisingModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["noisy"]), batch["clean"])
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        # Averaged over the processes (every one has as many training batches: Lightning's
+        # DistributedSampler pads the split), as the gradients are.
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -175,10 +179,19 @@ class DenoisingModule(L.LightningModule):
         return self._evaluate(batch, "test")
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        """Log loss and metrics; return the restored images (callbacks preview them)."""
+        """Log loss and metrics; return the restored images (callbacks preview them).
+
+        In a distributed run each process evaluates its own share of the split, so every
+        figure is a torchmetrics object: each gathers its state from every process when it
+        computes, at the epoch's end (no step waits for the other processes, which may
+        have a batch fewer), and the epoch's figure is over the whole split. The loss is a
+        mean weighted by batch size, as Lightning's own; Lightning's ``sync_dist`` is not
+        used: its mean divides the integer image count by the number of processes and
+        rounds it down (5 images over 2 processes count as 2)."""
         noisy, clean = batch["noisy"], batch["clean"]
         prediction = self(noisy)
-        self.log(f"{stage}/loss", self.loss(prediction, clean), prog_bar=True)
+        self.mean_loss[stage].update(self.loss(prediction, clean), weight=len(noisy))
+        self.log(f"{stage}/loss", self.mean_loss[stage], prog_bar=True)
         restored = prediction.clamp(0.0, 1.0)
         self.metrics[stage].update(restored, clean)
         self.noisy_metrics[stage].update(noisy, clean)

@@ -4,12 +4,21 @@ see ``train.py``.) Each problem is a one-line :class:`~denoise.runtime.errors.Us
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from denoise.data.settings import check_data_settings
 from denoise.inference.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
 from denoise.models.losses import LOSSES
 from denoise.models.module import ARCHITECTURES
+from denoise.runtime.distributed import (
+    SPAWNING_STRATEGY_PREFIXES,
+    externally_launched,
+    processes_per_node,
+)
 from denoise.runtime.errors import SettingError
 from denoise.runtime.settings import (
     batch_limit,
@@ -19,6 +28,7 @@ from denoise.runtime.settings import (
     setting,
     whole_number,
 )
+from denoise.training.tracking import check_loggers
 
 # The hyperparameters that shape the network: a checkpoint resumes only into the same ones.
 NETWORK_KEYS = (
@@ -81,6 +91,56 @@ def check_training_settings(cfg: DictConfig) -> None:
     batch_limit(cfg, "trainer.limit_val_batches", "never validate (the best checkpoint needs it)")
     if cfg.get("test", True):
         batch_limit(cfg, "trainer.limit_test_batches", "test nothing")
+    check_loggers(cfg)  # e.g. logger=mlflow without mlflow installed
+    check_distributed(cfg)
+
+
+def world_size(cfg: DictConfig) -> int:
+    """How many processes the run's Trainer will have: devices per machine times machines."""
+    devices = processes_per_node(
+        setting(cfg, "trainer.devices"), setting(cfg, "trainer.accelerator")
+    )
+    nodes = setting(cfg, "trainer.num_nodes")
+    return devices * (nodes if isinstance(nodes, int) and not isinstance(nodes, bool) else 1)
+
+
+def check_distributed(cfg: DictConfig) -> None:
+    """Several processes per machine in a ``-m`` sweep need processes started by Slurm or by
+    multiprocessing: Lightning's ``ddp`` starts each extra process by running the command
+    line again (``_SubprocessScriptLauncher``), and in multirun mode that command is the
+    whole sweep, which then runs again in every extra process, into a sweep folder of its
+    own."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    strategy = setting(cfg, "trainer.strategy")
+    if isinstance(strategy, Mapping):  # a strategy object: spawns if its start_method says so
+        spawns = strategy.get("start_method") in ("spawn", "fork", "forkserver")
+    else:
+        spawns = str(strategy or "auto").startswith(SPAWNING_STRATEGY_PREFIXES)
+    devices = processes_per_node(
+        setting(cfg, "trainer.devices"), setting(cfg, "trainer.accelerator")
+    )
+    if devices > 1 and not spawns and not externally_launched():
+        shown = strategy.get("_target_") if isinstance(strategy, Mapping) else strategy
+        raise SettingError(
+            f"trainer.strategy={shown} with trainer.devices={setting(cfg, 'trainer.devices')} "
+            "cannot run in a -m sweep on one machine: Lightning starts each extra process by "
+            "running the command again, which would run the whole sweep again; sweep with a "
+            "Slurm launcher (hydra/launcher=slurm, one task per device) or use "
+            "trainer.strategy=ddp_spawn"
+        )
+
+
+def check_shards(sizes: Mapping[str, int], processes: int) -> None:
+    """Every process validates and tests a share of each split; one without a single image
+    would skip the epoch's end that the others wait for (the metrics' sync): refused."""
+    for split, size in sizes.items():
+        if processes > 1 and size < processes:
+            raise SettingError(
+                f"the {split} split has {size} image{'s' if size != 1 else ''}, fewer than the "
+                f"{processes} processes of this run (trainer.devices x trainer.num_nodes): each "
+                f"process needs at least one; use fewer processes or a larger {split} split"
+            )
 
 
 def check_resume(cfg: DictConfig) -> None:

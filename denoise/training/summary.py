@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from denoise.files.atomic import atomic_file
+from denoise.runtime.distributed import is_rank_zero_process
 from denoise.runtime.machine import process_is_alive
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ _active: ContextVar[RunSummary | None] = ContextVar("active_run_summary", defaul
 
 class RunSummary:
     """A JSON file in the run folder, rewritten atomically as the run goes on, so that a
-    sweep report can tell running, failed, completed and died jobs apart."""
+    sweep report can tell running, failed, completed and died jobs apart.
+
+    In a distributed run only rank zero writes it (and beats): the summary of another rank
+    (``writes`` false) keeps its fields in memory only."""
 
     def __init__(
         self, output_dir: str | os.PathLike, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
@@ -48,6 +52,7 @@ class RunSummary:
         self.path = Path(output_dir) / SUMMARY_FILE
         self.fields: dict[str, Any] = {}
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.writes = is_rank_zero_process()
         self._lock = threading.Lock()  # the heartbeat thread writes too
 
     def update(self, **fields: Any) -> None:
@@ -56,6 +61,8 @@ class RunSummary:
         snapshot = json.loads(json.dumps(fields, default=str))
         with self._lock:
             self.fields.update(snapshot)
+            if not self.writes:
+                return
             with atomic_file(self.path, mode="w") as handle:
                 json.dump(self.fields, handle, indent=2)
 
@@ -66,7 +73,15 @@ class RunSummary:
     def alive(self) -> Iterator[RunSummary]:
         """While the run lives: record its process (see ``process_identity``) and refresh
         ``heartbeat`` from a thread, whatever the run is doing (loading data, an epoch, the
-        test); callbacks reach this summary through ``active_summary()``."""
+        test); callbacks reach this summary through ``active_summary()``. On a non-zero
+        rank: no process record and no heartbeat."""
+        if not self.writes:
+            token = _active.set(self)
+            try:
+                yield self
+            finally:
+                _active.reset(token)
+            return
         self.update(process=process_identity())
         self.beat()
         stop = threading.Event()
