@@ -148,15 +148,20 @@ def test_exposure_clipping_makes_pure_black_and_white_regions_in_its_share_of_cr
     crop = torch.from_numpy(smooth_images(1, 64, 64)[0][None].copy())
     assert (crop == 0).sum() + (crop == 255).sum() == 0
     torch.manual_seed(0)
-    shares = []
+    shares, sides = [], []
     for _ in range(20):
         clipped = clip_exposure(crop, 0.3)
         black, white = (clipped == 0).float().mean(), (clipped == 255).float().mean()
         assert black <= 0.3 + 1 / 64 and white <= 0.3 + 1 / 64
+        assert black == 0 or white == 0  # one end at a time
+        kept = crop.min() if white else crop.max()
+        assert (clipped == kept).sum() == (crop == kept).sum()  # the other end stays put
         order = torch.argsort(crop.flatten().float(), stable=True)
         assert torch.all(clipped.flatten()[order].diff() >= 0)  # brightness order is kept
         shares.append(float(black + white))
+        sides.append(bool(white))
     assert max(shares) > 0.2 and min(shares) < max(shares)
+    assert len(set(sides)) == 2  # both ends over 20 draws
     flat = torch.full((1, 8, 8), 90, dtype=torch.uint8)
     assert torch.equal(clip_exposure(flat, 0.3), flat)
 

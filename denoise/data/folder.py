@@ -88,20 +88,27 @@ def random_view(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def clip_exposure(crop: torch.Tensor, clipped_max: float) -> torch.Tensor:
-    """``crop`` (uint8) with its contrast stretched until up to ``clipped_max`` of its pixels
-    are pure black and, independently, up to ``clipped_max`` pure white, as in an over- or
-    under-exposed photo (a night sky, a blown-out window).
+    """``crop`` (uint8) with its contrast stretched at one end until up to ``clipped_max`` of
+    its pixels are pure black (under-exposed) or pure white (over-exposed), the other end
+    kept: a night sky, a blown-out window.
 
     Why: salt-and-pepper sets pixels to exactly 0 or 255, so a model that never saw a clean
     black or white region takes it for noise. train400 has almost none (0.3% of pixels), while
-    photos often do (scikit-image's astronaut: 11% pure black)."""
+    photos often do (scikit-image's astronaut: 11% pure black). One end at a time: stretching
+    both makes high-contrast textures of black and white pixels side by side, where the
+    model then learns to keep isolated salt on black (measured: 5% of it on the astronaut's
+    sky at 10% noise)."""
     values = crop.float().flatten()
-    low_share, high_share = (torch.rand(2) * clipped_max).tolist()
-    low = torch.quantile(values, low_share)
-    high = torch.quantile(values, 1.0 - high_share)
+    share = float(torch.rand(())) * clipped_max
+    dark_end = bool(torch.randint(2, ()))
+    low = torch.quantile(values, share) if dark_end else values.min()
+    high = values.max() if dark_end else torch.quantile(values, 1.0 - share)
     if high - low < 1.0:  # a flat crop: nothing to stretch
         return crop
-    stretched = (crop.float() - low) * (255.0 / (high - low))
+    if dark_end:  # keep the bright end where it was: stretch towards black only
+        stretched = crop.float() - (high - crop.float()) * (low / (high - low))
+    else:  # keep the dark end: stretch towards white only
+        stretched = crop.float() + (crop.float() - low) * ((255.0 - high) / (high - low))
     return stretched.round().clamp(0, 255).to(torch.uint8)
 
 
