@@ -114,6 +114,15 @@ def test_cpu_jobs_side_by_side_share_the_cores(tmp_path: Path, monkeypatch) -> N
         __import__("torch").set_num_threads(threads)
 
 
+def test_jobs_per_gpu_must_be_a_whole_number_above_zero(compose_train, capsys) -> None:
+    from test_bad_input import user_error
+
+    from denoise.train import train
+
+    lines = user_error(train, compose_train("jobs_per_gpu=0"), capsys)
+    assert lines == ["error: jobs_per_gpu=0: must be a whole number of at least 1 (or null)"]
+
+
 def test_gpu_slots_give_each_job_its_own_gpu_and_make_the_next_one_wait(
     tmp_path: Path, monkeypatch
 ) -> None:

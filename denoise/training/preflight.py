@@ -54,6 +54,7 @@ NETWORK_DEFAULTS = {
 def check_training_settings(cfg: DictConfig) -> None:
     """Every value that would fail, or silently train nothing, once the run has started."""
     check_data_settings(cfg)
+    whole_number(cfg, "jobs_per_gpu", minimum=1, optional=True)
     one_of(cfg, "model.architecture", ARCHITECTURES)
     one_of(cfg, "model.loss", tuple(LOSSES))
     whole_number(cfg, "model.base_channels")
