@@ -48,7 +48,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     ),
     NATURAL: ShippedModel(
         NATURAL,
-        WEIGHTS_DIR / "blind-natural.ckpt",  # trained on natural images (experiment=blind_natural)
+        WEIGHTS_DIR / "blind-natural.ckpt",  # experiment=blind_natural, then _exposure
         MappingProxyType(NATURAL_TILING),
     ),
 }
