@@ -105,6 +105,11 @@ def test_cpu_jobs_side_by_side_share_the_cores(tmp_path: Path, monkeypatch) -> N
         assert share == JobShare(threads=2, gpu=None)
     with share_machine(None, trainer, tmp_path) as share:
         assert share == JobShare()  # one process: nothing changes
+    local = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+    with share_machine({"_target_": local, "cpus_per_task": 3}, trainer, tmp_path) as share:
+        assert share == JobShare(threads=3)  # what the submitit job asked for
+    with share_machine({"_target_": local, "cpus_per_task": None}, trainer, tmp_path) as share:
+        assert share == JobShare()
     threads = __import__("torch").get_num_threads()
     try:
         assert apply_share(JobShare(threads=1), num_workers=4) == 1
@@ -194,6 +199,7 @@ def test_submitit_local_runs_a_sweep_each_job_in_its_folder_with_the_report(
     sweep = tmp_path / "sweep"
     summaries = _completed_jobs(sweep)
     assert len(summaries) == 2
+    assert [summary["torch_threads"] for summary in summaries] == [1, 1]  # cpus_per_task=1
     assert {summary["overrides"][-1] for summary in summaries} == {
         "data.noise.amount=0.05",
         "data.noise.amount=0.3",

@@ -7,7 +7,8 @@ take GPU 0. So a job that trains on one GPU claims a free GPU slot first: a lock
 in the sweep folder, held while the job runs, ``jobs_per_gpu`` slots per GPU (one by default).
 With every slot taken the job waits, so a sweep runs one job per GPU however large
 ``n_jobs`` is, and a running job's threads become the cores divided by the jobs that can
-actually run at once. Data loader workers are capped at the same share.
+actually run at once. Data loader workers are capped at the same share. A submitit job
+(``hydra/launcher=slurm``, ``submitit_local``) takes the ``cpus_per_task`` it asked for.
 """
 
 from __future__ import annotations
@@ -57,6 +58,16 @@ def jobs_side_by_side(launcher: Mapping[str, Any] | None, cores: int) -> int:
         return 1
     n_jobs = int(launcher.get("n_jobs") or 1)
     return n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+
+
+def asked_cores(launcher: Mapping[str, Any] | None) -> int | None:
+    """The cores a submitit job asked for (``cpus_per_task``): Slurm confines the job to
+    them, but submitit_local starts every job of the sweep at once on this machine, where
+    torch would otherwise take every core in each one. None for other launchers."""
+    if not launcher or "submitit_launcher" not in str(launcher.get("_target_", "")):
+        return None
+    cpus = launcher.get("cpus_per_task")
+    return int(cpus) if isinstance(cpus, int) and cpus > 0 else None
 
 
 def wants_one_gpu(trainer: Mapping[str, Any], gpus: int) -> bool:
@@ -109,7 +120,7 @@ def share_machine(
     side_by_side = jobs_side_by_side(launcher, cores)
     gpus = torch.cuda.device_count()
     if side_by_side <= 1 or sweep_dir is None:
-        yield JobShare()
+        yield JobShare(threads=asked_cores(launcher))
         return
     if not wants_one_gpu(trainer, gpus) or importlib.util.find_spec("fcntl") is None:
         yield JobShare(threads=max(1, cores // side_by_side))
