@@ -95,6 +95,7 @@ def test_only_one_gpu_runs_claim_a_slot() -> None:
     assert not wants_one_gpu({"accelerator": "auto", "devices": 1}, gpus=0)
     assert not wants_one_gpu({"accelerator": "cpu", "devices": 1}, gpus=4)
     assert not wants_one_gpu({"accelerator": "gpu", "devices": 2}, gpus=4)  # DDP takes its own
+    assert not wants_one_gpu({"accelerator": "gpu", "devices": "auto"}, gpus=4)
 
 
 def test_cpu_jobs_side_by_side_share_the_cores(tmp_path: Path, monkeypatch) -> None:

@@ -71,10 +71,12 @@ def asked_cores(launcher: Mapping[str, Any] | None) -> int | None:
 
 
 def wants_one_gpu(trainer: Mapping[str, Any], gpus: int) -> bool:
-    """Whether this run trains on exactly one GPU of several it could pick from."""
+    """Whether this run trains on exactly one GPU (``trainer.devices=1``) of those here: then
+    the sweep picks which. ``auto`` or several devices is a multi-GPU run, refused in a
+    one-machine sweep before this (see ``training.preflight``)."""
     accelerator = str(trainer.get("accelerator", "auto"))
-    devices = trainer.get("devices", 1)
-    return gpus > 0 and accelerator in ("auto", "gpu", "cuda") and str(devices) in ("1", "auto")
+    one_device = str(trainer.get("devices")) == "1"
+    return gpus > 0 and accelerator in ("auto", "gpu", "cuda") and one_device
 
 
 @contextlib.contextmanager
