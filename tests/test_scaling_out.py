@@ -275,7 +275,7 @@ def test_search_preset_composes_the_optuna_sweeper_with_its_study_in_the_sweep_f
     assert cfg.optimized_metric == "val/psnr"
 
 
-def test_trials_left_counts_only_finished_trials(tmp_path: Path) -> None:
+def test_trials_left_counts_only_finished_trials(tmp_path: Path, capsys) -> None:
     optuna = pytest.importorskip("optuna")
     database = tmp_path / "optuna.db"
     assert trials_left(str(database), "denoiser", 5) == 5  # no study yet
@@ -285,6 +285,11 @@ def test_trials_left_counts_only_finished_trials(tmp_path: Path) -> None:
     assert trials_left(str(database), "denoiser", 5) == 3
     assert trials_left(str(database), "other", 5) == 5
     assert trials_left(str(database), "denoiser", 1) == 0
+    with pytest.raises(SystemExit):
+        trials_left(str(database), "denoiser", "abc")  # one line, not a traceback
+    assert capsys.readouterr().err.splitlines() == [
+        "error: search.trials=abc: must be a whole number of at least 1"
+    ]
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from denoise.runtime.errors import SettingError, user_errors
+
 log = logging.getLogger(__name__)
 
 
@@ -28,9 +30,14 @@ def finished_trials(database: Path, study_name: str) -> int:
     return sum(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials)
 
 
-def trials_left(database: str, study_name: str, total: int) -> int:
-    """``total`` less the finished trials of the study: what a resumed search still runs."""
-    done = finished_trials(Path(str(database)), str(study_name))
+def trials_left(database: str, study_name: str, total: object) -> int:
+    """``total`` less the finished trials of the study: what a resumed search still runs.
+    Hydra resolves this before any job, outside the commands' own error handling, so a bad
+    ``search.trials`` is made one line here."""
+    with user_errors():
+        if not isinstance(total, int) or isinstance(total, bool) or total < 1:
+            raise SettingError(f"search.trials={total}: must be a whole number of at least 1")
+        done = finished_trials(Path(str(database)), str(study_name))
     if done:
         log.info("Study %s in %s has %d finished trials of %d", study_name, database, done, total)
-    return max(0, int(total) - done)
+    return max(0, total - done)
