@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +20,30 @@ from denoise import CONFIG_MODULE
 REPO = Path(__file__).resolve().parents[1]
 FER2013 = REPO.parent / "shared" / "data" / "fer2013.csv.xz"
 TINY_MODEL = ["model.base_channels=4", "model.depth=3", "model.dropout=0.0"]
+
+
+def train_command(csv_path: Path, tmp_path: Path, *settings: str) -> list[str]:
+    """``python -m denoise.train`` as a subprocess test runs it: tiny model, ``csv_path`` as
+    data, the cache under ``tmp_path``, then ``settings``; flags (``-m``) go before every
+    override, as Hydra wants."""
+    flags = [setting for setting in settings if setting.startswith("-")]
+    overrides = [setting for setting in settings if not setting.startswith("-")]
+    return [
+        sys.executable,
+        "-m",
+        "denoise.train",
+        *flags,
+        f"data.csv_path={csv_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        *TINY_MODEL,
+        *overrides,
+    ]
+
+
+def child_env(*unset: str) -> dict[str, str]:
+    """This environment for a subprocess test: this checkout importable, ``unset`` removed."""
+    env = {key: value for key, value in os.environ.items() if key not in unset}
+    return {**env, "PYTHONPATH": str(REPO)}
 
 
 def smooth_images(count: int, height: int = 48, width: int = 48, seed: int = 0) -> np.ndarray:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
-from conftest import REPO, TINY_MODEL, fer_frame
+from conftest import TINY_MODEL, child_env, fer_frame, train_command
 
 from denoise.data.datamodule import EvaluationShard, FERDataModule
 from denoise.models.module import DenoisingModule
@@ -29,12 +28,8 @@ LAUNCHER_KEYS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", 
 
 
 def _clean_env() -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in LAUNCHER_KEYS and not key.startswith(LAUNCHER_PREFIXES)
-    }
-    return {**env, "PYTHONPATH": str(REPO)}
+    launcher = [key for key in os.environ if key.startswith(LAUNCHER_PREFIXES)]
+    return child_env(*LAUNCHER_KEYS, *launcher)
 
 
 @pytest.fixture
@@ -88,24 +83,20 @@ def test_ddp_on_two_cpu_processes_writes_one_run_and_scores_the_whole_split_once
     odd_csv: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "denoise.train",
+    command = train_command(
+        odd_csv,
+        tmp_path,
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         "trainer.precision=32-true",  # the one-process check below runs in float32 too
         f"hydra.run.dir={run_dir}",
-        f"data.csv_path={odd_csv}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
         "trainer.enable_progress_bar=false",
         "data.batch_size=8",
         f"data.eval_batch_size={EVAL_BATCH}",
-        *TINY_MODEL,
-    ]
+    )
     process = subprocess.Popen(
         command,
         cwd=tmp_path,
@@ -172,20 +163,16 @@ def test_ddp_on_two_cpu_processes_writes_one_run_and_scores_the_whole_split_once
 @pytest.mark.slow
 def test_ddp_in_a_multirun_sweep_stops_at_once_with_one_line(odd_csv: Path, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    command = [
-        sys.executable,
-        "-m",
-        "denoise.train",
+    command = train_command(
+        odd_csv,
+        tmp_path,
         "-m",
         "data.noise.amount=0.05,0.3",
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         f"hydra.sweep.dir={sweep_dir}",
-        f"data.csv_path={odd_csv}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        *TINY_MODEL,
-    ]
+    )
     completed = subprocess.run(
         command, cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=300
     )

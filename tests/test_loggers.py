@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY_MODEL
+from conftest import TINY_MODEL, child_env, train_command
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from denoise.files.outputs import discard_unused_output_dir
@@ -199,25 +199,19 @@ def test_multirun_with_mlflow_gives_each_job_its_own_finished_run(
 ) -> None:
     pytest.importorskip("mlflow")
     sweep_dir = tmp_path / "sweep"
-    command = [
-        sys.executable,
-        "-m",
-        "denoise.train",
+    command = train_command(
+        tiny_csv,
+        tmp_path,
         "-m",
         "data.noise.amount=0.05,0.3",
         "logger=mlflow",
-        f"data.csv_path={tiny_csv}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
         f"hydra.sweep.dir={sweep_dir}",
         "trainer.accelerator=cpu",
         "trainer.enable_model_summary=false",
         "data.num_workers=0",
-        *TINY_MODEL,
         *ONE_EPOCH,
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_EXPERIMENT_NAME", None)
+    )
+    env = child_env("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
     completed = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_MODEL
+from conftest import child_env, train_command
 from omegaconf import DictConfig, OmegaConf
 
 from denoise.runtime.job_share import (
@@ -33,15 +32,10 @@ JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
 def _tiny_sweep(tiny_csv: Path, tmp_path: Path, *settings: str) -> list[str]:
-    """The command of a tiny sweep; flags (``-m``) go before every override, as Hydra wants."""
-    flags = [setting for setting in settings if setting.startswith("-")]
-    return [
-        sys.executable,
-        "-m",
-        "denoise.train",
-        *flags,
-        f"data.csv_path={tiny_csv}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
+    """The command of a tiny sweep into ``tmp_path/sweep``."""
+    return train_command(
+        tiny_csv,
+        tmp_path,
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         "trainer.accelerator=cpu",
         "trainer.max_epochs=1",
@@ -50,17 +44,16 @@ def _tiny_sweep(tiny_csv: Path, tmp_path: Path, *settings: str) -> list[str]:
         "trainer.limit_test_batches=1",
         "trainer.enable_progress_bar=false",
         "data.batch_size=8",
-        *TINY_MODEL,
-        *(setting for setting in settings if not setting.startswith("-")),
-    ]
+        *settings,
+    )
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("OMP_NUM_THREADS", None)  # joblib sets each worker's threads only where unset
+    # joblib sets each worker's threads only where OMP_NUM_THREADS is unset
     completed = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+        command, cwd=cwd, env=child_env("OMP_NUM_THREADS"), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     return completed
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_MODEL, fer_frame
+from conftest import TINY_MODEL, child_env, fer_frame, train_command
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from denoise.data.datamodule import FERDataModule
@@ -195,14 +193,11 @@ def test_multirun_writes_one_folder_per_job_named_by_overrides(
     tiny_csv: Path, tmp_path: Path
 ) -> None:
     sweep_dir = tmp_path / "sweep"
-    command = [
-        sys.executable,
-        "-m",
-        "denoise.train",
+    command = train_command(
+        tiny_csv,
+        tmp_path,
         "-m",
         "data.noise.amount=0.05,0.3",
-        f"data.csv_path={tiny_csv}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
         f"hydra.sweep.dir={sweep_dir}",
         "trainer.accelerator=cpu",
         "trainer.max_epochs=1",
@@ -210,11 +205,9 @@ def test_multirun_writes_one_folder_per_job_named_by_overrides(
         "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1",
         "data.batch_size=8",
-        *TINY_MODEL,
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    )
     completed = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        command, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=600
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     said = completed.stdout + completed.stderr
