@@ -116,3 +116,26 @@ def test_bf16_hardware_is_read_from_the_processor(monkeypatch) -> None:
         native, isa = machine.bf16_hardware()
         assert native == expected[0]
         assert isa == expected[1] if expected[1] else "without AVX512-BF16 or AMX" in isa
+
+
+@pytest.mark.parametrize("score", ["update", "forward"])
+def test_metrics_score_in_float32_under_bf16_autocast(score: str) -> None:
+    """bf16-mixed training (a GPU's default) runs validation under autocast, where SSIM's
+    local variances would cancel in bf16 and come out far too low."""
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.rand(4, 1, 6, 6, generator=generator)
+    clean = torch.nn.functional.interpolate(coarse, size=96, mode="bicubic").clamp(0.0, 1.0)
+    restored = (clean + 0.03 * torch.randn(clean.shape, generator=generator)).clamp(0.0, 1.0)
+
+    def scores(autocast: bool) -> dict[str, float]:
+        metrics = image_metrics()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            if score == "update":
+                metrics.update(restored, clean)
+                values = metrics.compute()
+            else:
+                values = metrics(restored, clean)
+        return {name: value.item() for name, value in values.items()}
+
+    full, mixed = scores(autocast=False), scores(autocast=True)
+    assert mixed == pytest.approx(full, rel=1e-5)

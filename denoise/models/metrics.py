@@ -28,9 +28,25 @@ class PerImagePSNR(PeakSignalNoiseRatio):
         self.sum_squared_error[-1] = torch.maximum(self.sum_squared_error[-1], floor)
 
 
+class FullPrecisionMetrics(MetricCollection):
+    """A metric collection that scores in float32 whatever autocast is active.
+
+    Why: under bf16 autocast (Lightning's ``bf16-mixed``: the default on a GPU) SSIM's
+    Gaussian-filtered local variances, E[x²] - E[x]², cancel catastrophically. Measured on
+    40 natural 180x180 validation images: SSIM 0.58 instead of 0.90, PSNR unchanged."""
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        with torch.autocast(preds.device.type, enabled=False):
+            super().update(preds.float(), target.float())
+
+    def forward(self, preds: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast(preds.device.type, enabled=False):
+            return super().forward(preds.float(), target.float())
+
+
 def image_metrics(prefix: str = "") -> MetricCollection:
-    """PSNR, SSIM and MSE for images in [0, 1], each averaged over images."""
-    return MetricCollection(
+    """PSNR, SSIM and MSE for images in [0, 1], each averaged over images, in float32."""
+    return FullPrecisionMetrics(
         {
             "psnr": PerImagePSNR(),
             "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
