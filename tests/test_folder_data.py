@@ -19,7 +19,7 @@ from PIL import Image
 from test_bad_input import user_error
 
 from denoise.data.datamodule import FERDataModule
-from denoise.data.folder import FolderDataModule, center_crop, clip_exposure, pad_to
+from denoise.data.folder import FolderDataModule, center_crop, clip_exposure, fade, pad_to
 from denoise.data.image_folder import ImageFolderError
 from denoise.evaluate import evaluate
 from denoise.train import train
@@ -179,6 +179,34 @@ def test_exposure_clipping_makes_pure_black_and_white_regions_in_its_share_of_cr
     assert 15 < saturated[1].sum() < 53  # about half of 68
 
 
+def test_fading_squeezes_crops_into_a_narrow_band_with_no_pure_black_or_white(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    crop = torch.from_numpy(smooth_images(1, 64, 64)[0][None].copy())
+    crop[0, 0, :8] = 0  # genuine black and white in the source: gone once faded
+    crop[0, 1, :8] = 255
+    torch.manual_seed(0)
+    widths, lows = [], []
+    for _ in range(40):
+        faded = fade(crop, 40)
+        low, high = int(faded.min()), int(faded.max())
+        assert low >= 1 and high <= 254
+        assert high - low <= 40
+        order = torch.argsort(crop.flatten().float(), stable=True)
+        assert torch.all(faded.flatten()[order].diff() >= 0)  # brightness order is kept
+        widths.append(high - low)
+        lows.append(low)
+    assert min(widths) < 20 and max(widths) > 30
+    assert min(lows) == 1 and max(lows) > 200  # at the dark end, the bright end and between
+
+    faded_module = _datamodule(
+        image_folder, tmp_path, crop_size=32, crops_per_image=4, faded_share=0.5, faded_range=16
+    )
+    crops = faded_module.datasets["train"].__getitems__(range(68))["clean"].flatten(1).int()
+    narrow = (crops.amax(1) - crops.amin(1)) <= 16
+    assert 15 < narrow.sum() < 53  # about half of 68; the plain crops span far more
+
+
 def test_images_smaller_than_a_crop_are_padded_by_reflection(tmp_path: Path) -> None:
     small = smooth_images(1, 20, 24)[0]
     folder = tmp_path / "small"
@@ -318,6 +346,11 @@ def test_bad_folders_and_files_stop_training_with_one_line(
         (["data.channels=2"], "error: data.channels=2: must be 1 (grey) or 3 (RGB)"),
         (["data.test_share=0"], "error: data.test_share=0: the test split would be empty;"),
         (["data.clipped_share=2"], "error: data.clipped_share=2: must be a number in [0, 1]"),
+        (
+            ["data.clipped_share=0.6", "data.faded_share=0.5"],
+            "error: data.clipped_share=0.6 and data.faded_share=0.5: shares of the same crops;",
+        ),
+        (["data.faded_range=2"], "error: data.faded_range=2: must be"),
     ]
     for overrides, start in cases:
         lines = user_error(train, folder_config(*overrides), capsys)

@@ -45,12 +45,16 @@ class RandomCrops(Dataset):
         crops_per_image: int = 1,
         clipped_share: float = 0.0,
         clipped_max: float = 0.3,
+        faded_share: float = 0.0,
+        faded_range: int = 64,
     ) -> None:
         self.sources = list(sources)
         self.crop_size = crop_size
         self.crops_per_image = crops_per_image
         self.clipped_share = clipped_share
         self.clipped_max = clipped_max
+        self.faded_share = faded_share
+        self.faded_range = faded_range
 
     def __len__(self) -> int:
         return len(self.sources) * self.crops_per_image
@@ -64,14 +68,19 @@ class RandomCrops(Dataset):
             random_view(self.sources[index // self.crops_per_image], self.crop_size)
             for index in indices
         ]
-        if self.clipped_share:
-            crops = [
-                clip_exposure(crop, self.clipped_max)
-                if float(torch.rand(())) < self.clipped_share
-                else crop
-                for crop in crops
-            ]
+        if self.clipped_share or self.faded_share:
+            crops = [self._expose(crop) for crop in crops]
         return {"clean": torch.stack(crops)}
+
+    def _expose(self, crop: torch.Tensor) -> torch.Tensor:
+        """One crop over- or under-exposed (``clipped_share``), faded (``faded_share``) or
+        left as it is."""
+        draw = float(torch.rand(()))
+        if draw < self.clipped_share:
+            return clip_exposure(crop, self.clipped_max)
+        if draw < self.clipped_share + self.faded_share:
+            return fade(crop, self.faded_range)
+        return crop
 
 
 def random_view(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -110,6 +119,30 @@ def clip_exposure(crop: torch.Tensor, clipped_max: float) -> torch.Tensor:
     else:  # keep the dark end: stretch towards white only
         stretched = crop.float() + (crop.float() - low) * ((255.0 - high) / (high - low))
     return stretched.round().clamp(0, 255).to(torch.uint8)
+
+
+def fade(crop: torch.Tensor, max_range: int) -> torch.Tensor:
+    """``crop`` (uint8) with its contrast squeezed into a band of 4 to ``max_range`` grey
+    levels, at the dark or bright end half of the time, and with no pixel pure black or white:
+    a dim room, a hazy sky, a pale wall.
+
+    Why: train400's images span most of the grey scale, so a model trained on them alone, and
+    more so one also taught by :func:`clip_exposure` that black can be genuine, keeps pepper
+    in a dark smooth region that biharmonic inpainting fills almost exactly (measured on
+    held-out images squeezed into 20 grey levels near black, at 95%: 39.4 against 41.9 dB).
+    Here every pure black or white pixel is noise, whatever the region's brightness."""
+    values = crop.float()
+    low, high = values.min(), values.max()
+    width = float(torch.randint(4, max(max_range, 4) + 1, ()))
+    place = float(torch.rand(()))
+    if place < 0.25:  # at the dark end
+        start = 1.0
+    elif place < 0.5:  # at the bright end
+        start = 254.0 - width
+    else:
+        start = 1.0 + float(torch.rand(())) * (253.0 - width)
+    squeezed = start + (values - low) * (width / max(float(high - low), 1.0))
+    return squeezed.round().clamp(1, 254).to(torch.uint8)
 
 
 def pad_to(image: np.ndarray, size: int) -> np.ndarray:
@@ -162,6 +195,8 @@ class FolderDataModule(NoisyImageDataModule):
         crops_per_image: int = 1,
         clipped_share: float = 0.0,
         clipped_max: float = 0.3,
+        faded_share: float = 0.0,
+        faded_range: int = 64,
         eval_crop: str = "center",
         eval_crop_size: int | None = None,
         cache_dir: str | None = "~/.cache/denoise",
@@ -192,6 +227,8 @@ class FolderDataModule(NoisyImageDataModule):
         self.crops_per_image = crops_per_image
         self.clipped_share = clipped_share
         self.clipped_max = clipped_max
+        self.faded_share = faded_share
+        self.faded_range = faded_range
         if eval_crop not in EVAL_CROPS:
             raise ValueError(f"data.eval_crop={eval_crop}: must be one of {', '.join(EVAL_CROPS)}")
         self.eval_crop = eval_crop
@@ -241,6 +278,8 @@ class FolderDataModule(NoisyImageDataModule):
                     self.crops_per_image,
                     self.clipped_share,
                     self.clipped_max,
+                    self.faded_share,
+                    self.faded_range,
                 )
                 continue
             stacked = self._fixed_crops(split, images[split])

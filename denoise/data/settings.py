@@ -63,8 +63,15 @@ def check_folder_settings(cfg: DictConfig, prefix: str = "data") -> None:
         raise SettingError(f"{prefix}.channels={channels}: must be 1 (grey) or 3 (RGB)")
     whole_number(cfg, f"{prefix}.crop_size", minimum=8)
     whole_number(cfg, f"{prefix}.crops_per_image")
-    number_in(cfg, f"{prefix}.clipped_share", 0.0, 1.0, optional=True)
+    clipped = number_in(cfg, f"{prefix}.clipped_share", 0.0, 1.0, optional=True)
     number_in(cfg, f"{prefix}.clipped_max", 0.0, 0.5, optional=True)
+    faded = number_in(cfg, f"{prefix}.faded_share", 0.0, 1.0, optional=True)
+    if faded and clipped and faded + clipped > 1:
+        raise SettingError(
+            f"{prefix}.clipped_share={clipped} and {prefix}.faded_share={faded}: "
+            "shares of the same crops; their sum must be at most 1"
+        )
+    whole_number(cfg, f"{prefix}.faded_range", minimum=4, optional=True)
     one_of(cfg, f"{prefix}.eval_crop", EVAL_CROPS)
     whole_number(cfg, f"{prefix}.eval_crop_size", minimum=8, optional=True)
 
