@@ -81,6 +81,11 @@ SETTINGS = [
     ),
     ("trainer.max_epochs=0", "error: trainer.max_epochs=0: must be a whole number of at least 1"),
     (
+        "+trainer.max_time=00:00:1:0",
+        "error: trainer.max_time=00:00:1:0: must be days:hours:minutes:seconds, two digits each "
+        "(00:01:30:00 for an hour and a half)",
+    ),
+    (
         "trainer.limit_train_batches=0",
         "error: trainer.limit_train_batches=0: the run would train nothing; "
         "use at least 1 batch (or null for all)",

@@ -4,6 +4,7 @@ see ``train.py``.) Each problem is a one-line :class:`~denoise.runtime.errors.Us
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from hydra.core.hydra_config import HydraConfig
@@ -88,12 +89,25 @@ def check_training_settings(cfg: DictConfig) -> None:
     epochs = setting(cfg, "trainer.max_epochs")
     if epochs is not None and epochs != -1:
         whole_number(cfg, "trainer.max_epochs")  # 0 would "complete" an untrained model
+    check_max_time(cfg)
     batch_limit(cfg, "trainer.limit_train_batches", "train nothing")
     batch_limit(cfg, "trainer.limit_val_batches", "never validate (the best checkpoint needs it)")
     if cfg.get("test", True):
         batch_limit(cfg, "trainer.limit_test_batches", "test nothing")
     check_loggers(cfg)  # e.g. logger=mlflow without mlflow installed
     check_distributed(cfg)
+
+
+def check_max_time(cfg: DictConfig) -> None:
+    """``+trainer.max_time`` (a time box: Lightning stops, tests and saves at the end of the
+    step that passes it) in Lightning's strict ``DD:HH:MM:SS``, checked here: Lightning's own
+    error arrives through Hydra's instantiation as a multi-line report."""
+    limit = setting(cfg, "trainer.max_time")
+    if limit is not None and not re.fullmatch(r"\d{2}:\d{2}:\d{2}:\d{2}", str(limit)):
+        raise SettingError(
+            f"trainer.max_time={limit}: must be days:hours:minutes:seconds, two digits each "
+            "(00:01:30:00 for an hour and a half)"
+        )
 
 
 def world_size(cfg: DictConfig) -> int:
