@@ -138,7 +138,7 @@ def test_a_stage_two_recipe_without_its_stage_one_weights_says_so(
 ) -> None:
     cfg = compose_train(f"data.csv_path={tiny_csv}", "experiment=blind_refine")
     assert user_error(train, cfg, capsys) == [
-        "error: init_from: this recipe is a second stage and needs the first stage's weights",
+        "error: init_from: this recipe is a later stage and needs the weights of the stage before",
         "pass init_from=outputs/runs/…/checkpoints/last.ckpt (or an exported .ckpt)",
     ]
 

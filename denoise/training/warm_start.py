@@ -47,7 +47,7 @@ def check_init_from(init_from: str | None, architecture: str) -> None:
         return
     if init_from == REQUIRED:
         raise SettingError(
-            "init_from: this recipe is a second stage and needs the first stage's weights",
+            "init_from: this recipe is a later stage and needs the weights of the stage before",
             fix="pass init_from=outputs/runs/…/checkpoints/last.ckpt (or an exported .ckpt)",
         )
     path = init_path(init_from)
