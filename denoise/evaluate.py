@@ -38,6 +38,7 @@ from denoise.inference.shipped import AUTO, SHIPPED_NAMES, pick_weights
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
 from denoise.models.module import DenoisingModule
+from denoise.models.self_ensemble import VIEW_COUNTS
 from denoise.runtime.errors import SettingError, user_errors
 from denoise.runtime.settings import fractions, number_in, one_of, whole_number
 
@@ -292,6 +293,11 @@ DIAGNOSTIC_LEGEND = (
 )
 
 
+def views_note(views: int) -> str:
+    """How the title says the models were self-ensembled (nothing for a single pass)."""
+    return f"; models averaged over {views} flips and rotations" if views > 1 else ""
+
+
 def markdown_report(result: Evaluation, context: dict) -> str:
     return (
         f"{context['title']}\n\nPSNR (dB), averaged per image\n\n{result.table('psnr', 2)}\n\n"
@@ -304,6 +310,7 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     check_data_settings(cfg)
     one_of(cfg, "split", tuple(cfg.data.get("splits") or ("train", "val", "test")))
     one_of(cfg, "precision", PRECISIONS)
+    one_of(cfg, "self_ensemble", VIEW_COUNTS)
     one_of(cfg, "weights", (AUTO, *SHIPPED_NAMES))
     densities = fractions(cfg, "densities")
     examples = fractions(cfg, "example_densities", allow_empty=True)
@@ -346,10 +353,11 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     checkpoint = resolve_checkpoint(cfg.ckpt_path, weights)
     shipped = f"the shipped {weights} model ({checkpoint.name})"
     log.info("Scoring %s", absolute(checkpoint) if cfg.ckpt_path else shipped)
-    model = load_denoiser(checkpoint, cfg.device, cfg.precision)
+    model = load_denoiser(checkpoint, cfg.device, cfg.precision, views=cfg.self_ensemble)
     peer_paths = peers_paths(cfg)
     peers = {
-        name: load_denoiser(path, cfg.device, cfg.precision) for name, path in peer_paths.items()
+        name: load_denoiser(path, cfg.device, cfg.precision, views=cfg.self_ensemble)
+        for name, path in peer_paths.items()
     }
     for name, peer in peers.items():
         if peer.hparams.in_channels != model.hparams.in_channels:
@@ -381,7 +389,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     )
     context = {
         "title": f"{cfg.split} split ({datamodule.describe_split(cfg.split, len(clean))}), "
-        f"noise seed {cfg.seed}",
+        f"noise seed {cfg.seed}{views_note(model.inference_views)}",
         "checkpoint": str(checkpoint),
         "data": datamodule.source,
         "split": cfg.split,
@@ -389,6 +397,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         "seed": cfg.seed,
         "amf_max_window": cfg.amf_max_window,
         "precision": "bf16" if model.inference_autocast is not None else "fp32",
+        "self_ensemble": model.inference_views,
         "model": model_label(model),
         "peers": {name: str(path) for name, path in peer_paths.items()},
     }

@@ -352,6 +352,8 @@ EVALUATE = [
     ),
     ("+peers.other=absent.ckpt", "error: absent.ckpt: no such checkpoint"),
     ("weights=cats", "error: weights=cats: must be one of auto, faces, natural"),
+    ("self_ensemble=3", "error: self_ensemble=3: must be one of 1, 2, 4, 8"),
+    ("self_ensemble=true", "error: self_ensemble=true: must be one of 1, 2, 4, 8"),
 ]
 
 

@@ -30,6 +30,7 @@ from denoise.data.noise import add_salt_and_pepper
 from denoise.files.images import DEFAULT_MAX_PIXELS, ImageError, pillow_pixels, read_image
 from denoise.inference.tiling import default_tiling, denoise_image, tile_spans
 from denoise.models.module import DenoisingModule
+from denoise.models.self_ensemble import restore_in_views
 from denoise.predict import predict
 from denoise.runtime.errors import UserError
 
@@ -107,13 +108,17 @@ def noisy_picture(height: int, width: int, channels: int = 1, seed: int = 0) -> 
 
 def expected_output(model: DenoisingModule, array: np.ndarray) -> np.ndarray:
     """What predict must write, worked out without the code under test: each colour plane
-    through the model as a grayscale image, alpha copied."""
+    through the model as a grayscale image (in each of predict's default views), alpha copied."""
     has_alpha = array.ndim == 3 and array.shape[-1] in (2, 4)
     colour = array[..., :-1] if has_alpha else array
     scale = np.iinfo(array.dtype).max if array.dtype.kind == "u" else 1.0
     planes = colour.reshape(*colour.shape[:2], -1).transpose(2, 0, 1).astype(np.float32) / scale
+    views = config("predict", input="x.png", output="y.png").self_ensemble  # predict's default
     with torch.no_grad():
-        restored = model.denoise(torch.from_numpy(planes)[:, None])[:, 0].numpy() * scale
+        restored, _ = restore_in_views(
+            lambda view: (model.denoise(view), None), torch.from_numpy(planes)[:, None], views
+        )
+    restored = restored[:, 0].numpy() * scale
     if array.dtype.kind == "u":
         restored = np.rint(restored)
     restored = restored.transpose(1, 2, 0).reshape(colour.shape).astype(array.dtype)

@@ -222,6 +222,8 @@ def test_predict_refuses_a_bad_name_before_reading_anything(
     ]
     cfg = predict_config(input=tmp_path / "absent.png", output=tmp_path / "clean.png", weights="x")
     assert user_error(predict, cfg, capsys) == ["error: weights=x: must be one of faces, natural"]
+    cfg = predict_config(input=noisy_photo, output=tmp_path / "clean.png", self_ensemble=6)
+    assert user_error(predict, cfg, capsys) == ["error: self_ensemble=6: must be one of 1, 2, 4, 8"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["noisy.png"]
 
 

@@ -17,6 +17,7 @@ import torch
 
 from denoise.inference.shipped import FACES, SHIPPED_MODELS, shipped_model
 from denoise.models.module import DenoisingModule
+from denoise.models.self_ensemble import check_view_count
 from denoise.runtime.errors import UserError
 from denoise.runtime.machine import bf16_is_fast
 
@@ -130,15 +131,18 @@ def load_denoiser(
     device: str = "auto",
     precision: str = "fp32",
     weights: str = FACES,
+    views: int = 1,
 ) -> DenoisingModule:
     """A checkpoint's model (without ``ckpt_path``: the shipped model named ``weights``) in eval
     mode (dropout off, BatchNorm on its running statistics), denoising in ``precision``
-    (``auto``: see :func:`inference_precision`)."""
+    (``auto``: see :func:`inference_precision`), averaged over ``views`` flips and rotations
+    (:mod:`denoise.models.self_ensemble`)."""
     path = resolve_checkpoint(ckpt_path, weights)
     target = pick_device(device)
     model = model_from_checkpoint(read_checkpoint(path), path).to(target).eval()
     chosen, why = inference_precision(precision, target)
     model.inference_autocast = torch.bfloat16 if chosen == "bf16" else None
+    model.inference_views = check_view_count(views)
     log.info("Inference in %s: %s", chosen, why)
     return model
 

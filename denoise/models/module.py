@@ -15,6 +15,7 @@ from torchmetrics import MeanMetric
 from denoise.models.corruption_aware import CorruptionAwareUNet
 from denoise.models.losses import make_loss
 from denoise.models.metrics import image_metrics
+from denoise.models.self_ensemble import restore_in_views
 from denoise.models.unet import DenoisingUNet
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
@@ -132,6 +133,7 @@ class DenoisingModule(L.LightningModule):
         self.net = self.net.to(memory_format=self.memory_format)  # oneDNN's fastest conv layout
         self.loss = make_loss(loss)
         self.inference_autocast: torch.dtype | None = None  # see denoise()
+        self.inference_views = 1  # see denoise(): 2, 4 or 8 average over flips and rotations
         self.example_input_array = torch.zeros(1, in_channels, 48, 48)  # for the model summary
         self.metrics = nn.ModuleDict(
             {stage: image_metrics(f"{stage}/") for stage in ("val", "test")}
@@ -149,13 +151,20 @@ class DenoisingModule(L.LightningModule):
     def denoise(self, noisy: torch.Tensor) -> torch.Tensor:
         """Restored images in float32, clipped to the valid range [0, 1]. With
         ``inference_autocast`` (set by ``load_denoiser``) the convolutions run in that dtype;
-        what they feed (the corruption-aware blend that keeps clean pixels) stays float32."""
+        what they feed (the corruption-aware blend that keeps clean pixels) stays float32.
+        With ``inference_views`` above 1 the result is averaged over that many flips and
+        rotations of the input (:mod:`denoise.models.self_ensemble`)."""
         return self.denoise_and_decide(noisy)[0]
 
     @torch.no_grad()
     def denoise_and_decide(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`denoise`, plus where the network judged pixels noise (None for a network
-        that makes no such decision: the reference U-Net rewrites every pixel)."""
+        that makes no such decision: the reference U-Net rewrites every pixel; with several
+        views, where most of them did)."""
+        restored, judged_noise = restore_in_views(self._restore_once, noisy, self.inference_views)
+        return restored.contiguous(), judged_noise
+
+    def _restore_once(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         decide = getattr(self.net, "restore_and_decide", None)
         autocast = self.inference_autocast
         with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
@@ -163,7 +172,7 @@ class DenoisingModule(L.LightningModule):
                 restored, judged_noise = self(noisy), None
             else:
                 restored, judged_noise = decide(noisy.contiguous(memory_format=self.memory_format))
-        return restored.float().clamp(0.0, 1.0).contiguous(), judged_noise
+        return restored.float().clamp(0.0, 1.0), judged_noise
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["noisy"]), batch["clean"])

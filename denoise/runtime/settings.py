@@ -4,6 +4,7 @@ one line naming the key, the value and the rule, not a traceback from deep insid
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -63,10 +64,12 @@ def fractions(cfg: DictConfig, key: str, allow_empty: bool = False) -> list[floa
     return [float(v) for v in values]
 
 
-def one_of(cfg: DictConfig, key: str, choices: list[str] | tuple[str, ...]) -> str:
+def one_of(cfg: DictConfig, key: str, choices: Sequence[Any]) -> Any:
+    """One of a few words or numbers (``true`` is not the number 1, though Python says so)."""
     value = setting(cfg, key)
-    if value not in choices:
-        raise SettingError(f"{key}={_shown(value)}: must be one of {', '.join(choices)}")
+    if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+        listed = ", ".join(str(choice) for choice in choices)
+        raise SettingError(f"{key}={_shown(value)}: must be one of {listed}")
     return value
 
 
@@ -105,6 +108,8 @@ def _shown(value: Any) -> str:
     """The value as the user typed it on the command line."""
     if value is None:
         return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ",".join(_shown(v) for v in value) + "]"
     return str(value)
