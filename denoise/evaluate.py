@@ -34,11 +34,16 @@ from denoise.data.settings import check_data_settings
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
 from denoise.files.plots import image_rows, line_panels
 from denoise.inference.checkpoints import PRECISIONS, load_denoiser, resolve_checkpoint
-from denoise.inference.shipped import AUTO, SHIPPED_NAMES, pick_weights
+from denoise.inference.shipped import (
+    AUTO,
+    SHIPPED_NAMES,
+    check_self_ensemble,
+    model_views,
+    pick_weights,
+)
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
 from denoise.models.module import DenoisingModule
-from denoise.models.self_ensemble import VIEW_COUNTS
 from denoise.runtime.errors import SettingError, user_errors
 from denoise.runtime.settings import fractions, number_in, one_of, whole_number
 
@@ -310,7 +315,7 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     check_data_settings(cfg)
     one_of(cfg, "split", tuple(cfg.data.get("splits") or ("train", "val", "test")))
     one_of(cfg, "precision", PRECISIONS)
-    one_of(cfg, "self_ensemble", VIEW_COUNTS)
+    check_self_ensemble(cfg)
     one_of(cfg, "weights", (AUTO, *SHIPPED_NAMES))
     densities = fractions(cfg, "densities")
     examples = fractions(cfg, "example_densities", allow_empty=True)
@@ -353,10 +358,12 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     checkpoint = resolve_checkpoint(cfg.ckpt_path, weights)
     shipped = f"the shipped {weights} model ({checkpoint.name})"
     log.info("Scoring %s", absolute(checkpoint) if cfg.ckpt_path else shipped)
-    model = load_denoiser(checkpoint, cfg.device, cfg.precision, views=cfg.self_ensemble)
+    # peers are averaged over the same views as the model, so that the figures compare
+    views = model_views(cfg.self_ensemble, None if cfg.ckpt_path else weights)
+    model = load_denoiser(checkpoint, cfg.device, cfg.precision, views=views)
     peer_paths = peers_paths(cfg)
     peers = {
-        name: load_denoiser(path, cfg.device, cfg.precision, views=cfg.self_ensemble)
+        name: load_denoiser(path, cfg.device, cfg.precision, views=views)
         for name, path in peer_paths.items()
     }
     for name, peer in peers.items():

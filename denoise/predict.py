@@ -38,10 +38,14 @@ from denoise.files.images import (
 )
 from denoise.files.outputs import absolute
 from denoise.inference.checkpoints import PRECISIONS, load_denoiser, resolve_checkpoint
-from denoise.inference.shipped import SHIPPED_NAMES, shipped_model
+from denoise.inference.shipped import (
+    SHIPPED_NAMES,
+    check_self_ensemble,
+    model_views,
+    shipped_model,
+)
 from denoise.inference.tiling import default_tiling, denoise_image
 from denoise.models.module import DenoisingModule
-from denoise.models.self_ensemble import VIEW_COUNTS
 from denoise.runtime.errors import UserError, require_settings, user_errors
 from denoise.runtime.settings import one_of, whole_number
 
@@ -109,7 +113,7 @@ def predict(cfg: DictConfig) -> list[Path]:
     whole_number(cfg, "overlap", minimum=0, optional=True)
     whole_number(cfg, "batch_size", optional=True)
     one_of(cfg, "precision", PRECISIONS)
-    views = one_of(cfg, "self_ensemble", VIEW_COUNTS)
+    views = check_self_ensemble(cfg)
     weights = one_of(cfg, "weights", SHIPPED_NAMES)
     source, target = Path(cfg.input), Path(cfg.output)
     jobs = plan_jobs(source, target)
@@ -117,7 +121,7 @@ def predict(cfg: DictConfig) -> list[Path]:
     shipped = None if cfg.ckpt_path else weights  # an explicit ckpt_path wins over weights
     used = f"the shipped {shipped} model ({path.name})" if shipped else str(absolute(path))
     log.info(f"Denoising {absolute(source)} into {absolute(target)} with {used}")
-    model = load_denoiser(path, cfg.device, cfg.precision, views=views)
+    model = load_denoiser(path, cfg.device, cfg.precision, views=model_views(views, shipped))
     tiling = model_tiling(cfg, model, shipped)
     log.info(
         f"Tiles of {tiling['tile_size']} px, {tiling['overlap']} px of overlap, "

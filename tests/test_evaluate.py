@@ -95,6 +95,7 @@ def test_evaluate_command_writes_tables_plots_and_beats_noise(
         psnr["U-Net", 0.5]
     )
     assert set(saved["seconds"]) == set(methods)
+    assert saved["self_ensemble"] == 1  # a checkpoint of your own: one pass
     for image in ("metrics_vs_density.png", "examples.png", "diagnostic.png"):
         assert (out / image).stat().st_size > 5_000
     diagnostic = pd.read_csv(out / "diagnostic.csv").set_index(["method", "density"])
@@ -127,6 +128,7 @@ def test_evaluate_without_a_checkpoint_scores_the_shipped_blind_model_beside_its
     assert psnr["corruption-aware U-Net", 0.1] > psnr["switching median 3x3", 0.1]
     saved = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
     assert saved["checkpoint"].endswith("blind-fer2013.ckpt")
+    assert saved["self_ensemble"] == 2  # the face model's own: as given and mirrored
     assert saved["peers"] == {"tiny_peer": str(tiny_checkpoint)}
     # The peer is scored on the same noisy faces: a one-epoch tiny U-Net trails the blind model.
     assert psnr["tiny_peer", 0.1] < psnr["corruption-aware U-Net", 0.1]

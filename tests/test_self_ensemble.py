@@ -16,7 +16,9 @@ def test_the_eight_views_are_distinct_and_each_is_undone() -> None:
     image = torch.arange(12.0).view(1, 1, 3, 4)  # no symmetry: every view differs
     views = [to_view(image, view) for view in range(8)]
     assert len({tuple(view.flatten().tolist()) for view in views}) == 8
-    assert views[1].shape == (1, 1, 4, 3)  # a quarter turn swaps height and width
+    assert torch.equal(views[1], image.flip(-1))  # 2 views: as given and mirrored
+    assert torch.equal(views[3], torch.rot90(image, 2, (-2, -1)))  # 4: upside down too
+    assert all(view.shape == (1, 1, 4, 3) for view in views[4:])  # 8: transposed too
     for view, seen in enumerate(views):
         assert torch.equal(from_view(seen, view), image)
 
@@ -33,6 +35,10 @@ def test_the_average_and_the_vote_are_taken_back_in_the_input_orientation() -> N
 
     once, judged_once = restore_in_views(marks_top_left, image, 1)
     assert once[0, 0, 0, 0] == 1.0 and judged_once.sum() == 1
+    mirrored, judged_twice = restore_in_views(marks_top_left, image, 2)
+    assert mirrored[0, 0, 0, 0] == mirrored[0, 0, 0, -1] == 0.75  # top corners: 1 view of 2
+    assert mirrored[0, 0, 1:].eq(0.5).all() and mirrored[0, 0, 0, 1:-1].eq(0.5).all()
+    assert not judged_twice.any()  # a tie is no majority
     averaged, judged = restore_in_views(marks_top_left, image, 8)
     corners = averaged[0, 0, [0, 0, -1, -1], [0, -1, 0, -1]]
     assert torch.allclose(corners, torch.full((4,), 0.625))  # each corner: 2 views of 8 set it

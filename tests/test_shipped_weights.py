@@ -184,6 +184,15 @@ def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
         return real_denoise_image(model, image, **tiling)
 
     monkeypatch.setattr(predict_module, "denoise_image", recording)
+    views: list[int] = []
+    real_load_denoiser = predict_module.load_denoiser
+
+    def loading(*args: object, **settings: object) -> DenoisingModule:
+        model = real_load_denoiser(*args, **settings)
+        views.append(model.inference_views)
+        return model
+
+    monkeypatch.setattr(predict_module, "load_denoiser", loading)
     caplog.set_level(logging.INFO, logger="denoise.predict")
     natural = dict(SHIPPED_MODELS["natural"].tiling)
 
@@ -192,25 +201,28 @@ def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
         return iio.imread(tmp_path / name)
 
     default = run("default.png")
-    assert tilings.pop() == natural
+    assert tilings.pop() == natural and views.pop() == 8  # every orientation, averaged
     assert "with the shipped natural model (best.ckpt)" in caplog.text
     caplog.clear()
 
-    explicit = run("explicit.png", ckpt_path=tiny_checkpoint, **natural)
-    assert tilings.pop() == natural
+    explicit = run("explicit.png", ckpt_path=tiny_checkpoint, self_ensemble=8, **natural)
+    assert tilings.pop() == natural and views.pop() == 8
     assert f"with {tiny_checkpoint}" in caplog.text
     np.testing.assert_array_equal(default, explicit)  # the tiny checkpoint's very output
 
     faces = run("faces.png", weights="faces")
     assert tilings.pop() == dict(SHIPPED_MODELS["faces"].tiling)
+    assert views.pop() == 2  # as given and mirrored: faces are upright
     assert not np.array_equal(default, faces)  # so the comparison above can tell them apart
 
-    # A checkpoint of your own keeps its architecture's tiling, whatever weights says; tiling
-    # given explicitly wins over a shipped model's.
+    # A checkpoint of your own keeps its architecture's tiling and one pass, whatever weights
+    # says; tiling and views given explicitly win over a shipped model's.
     run("own.png", ckpt_path=tiny_checkpoint, weights="faces")
-    assert tilings.pop() == REFERENCE_TILING
-    run("set.png", tile_size=64, batch_size=3)
+    assert tilings.pop() == REFERENCE_TILING and views.pop() == 1
+    single = run("set.png", tile_size=64, batch_size=3, self_ensemble=1)
     assert tilings.pop() == {"tile_size": 64, "overlap": natural["overlap"], "batch_size": 3}
+    assert views.pop() == 1
+    assert not np.array_equal(default, single)  # the eight views did change the output
 
 
 def test_predict_refuses_a_bad_name_before_reading_anything(
@@ -289,6 +301,8 @@ def test_evaluate_scores_the_natural_model_on_a_folder_and_records_its_file(
     assert saved["checkpoint"] == str(tiny_checkpoint)
     assert "U-Net" in result.metrics  # the tiny U-Net, not the corruption-aware face model
     assert "corruption-aware U-Net" not in result.metrics
+    assert saved["self_ensemble"] == 8  # the natural model's own views
+    assert saved["title"].endswith("; models averaged over 8 flips and rotations")
 
 
 def test_init_from_takes_a_shipped_model_by_name(

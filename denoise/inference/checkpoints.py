@@ -144,6 +144,8 @@ def load_denoiser(
     model.inference_autocast = torch.bfloat16 if chosen == "bf16" else None
     model.inference_views = check_view_count(views)
     log.info("Inference in %s: %s", chosen, why)
+    if views > 1:
+        log.info("Each image is restored in %d orientations, then averaged (self_ensemble)", views)
     return model
 
 

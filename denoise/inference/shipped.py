@@ -1,8 +1,10 @@
 """The models shipped inside the package, by name: ``weights=faces`` or ``weights=natural``.
 
-Each name holds its weights file, its model card beside it, and the tiling that suits it,
-which ``predict`` uses when that model is chosen and ``tile_size``/``overlap``/``batch_size``
-are null (a checkpoint of your own gets :func:`denoise.inference.tiling.default_tiling`).
+Each name holds its weights file, its model card beside it, the tiling that suits it, which
+``predict`` uses when that model is chosen and ``tile_size``/``overlap``/``batch_size`` are null
+(a checkpoint of your own gets :func:`denoise.inference.tiling.default_tiling`), and the
+orientations it is averaged over when ``self_ensemble`` is null (a checkpoint of your own: one
+pass; :mod:`denoise.models.self_ensemble` says why the two differ).
 ``evaluate`` picks one by its data when ``weights=auto`` (:func:`weights_for_data`). Turning a
 name into a file, and refusing one missing from the install, is
 :func:`denoise.inference.checkpoints.resolve_checkpoint`'s job.
@@ -16,9 +18,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from omegaconf import DictConfig
+
 from denoise.data.settings import FER_TARGET, FOLDER_TARGET
 from denoise.inference.tiling import CORRUPTION_AWARE_TILING, NATURAL_TILING
+from denoise.models.self_ensemble import VIEW_COUNTS
 from denoise.runtime.errors import SettingError
+from denoise.runtime.settings import one_of
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 FACES = "faces"
@@ -28,11 +34,12 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class ShippedModel:
-    """A model in ``denoise/weights/``: its file and its own tiling."""
+    """A model in ``denoise/weights/``: its file, its own tiling and self-ensemble views."""
 
     name: str
     weights: Path
     tiling: Mapping[str, int]
+    views: int
 
     @property
     def card(self) -> Path:
@@ -45,11 +52,13 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
         FACES,
         WEIGHTS_DIR / "blind-fer2013.ckpt",  # the blind model of FER2013's 48x48 faces
         MappingProxyType(CORRUPTION_AWARE_TILING),
+        2,  # as given and mirrored: it learned upright faces
     ),
     NATURAL: ShippedModel(
         NATURAL,
         WEIGHTS_DIR / "blind-natural.ckpt",  # experiment=blind_natural, then _exposure
         MappingProxyType(NATURAL_TILING),
+        8,  # every orientation: it learned crops flipped and turned
     ),
 }
 SHIPPED_NAMES = tuple(SHIPPED_MODELS)
@@ -63,6 +72,19 @@ def shipped_model(name: str) -> ShippedModel:
     if name not in SHIPPED_MODELS:
         raise SettingError(f"weights={name}: must be one of {', '.join(SHIPPED_MODELS)}")
     return SHIPPED_MODELS[name]
+
+
+def check_self_ensemble(cfg: DictConfig) -> int | None:
+    """``self_ensemble``: null (the model's own) or a count of views; else the one-line error."""
+    return None if cfg.get("self_ensemble") is None else one_of(cfg, "self_ensemble", VIEW_COUNTS)
+
+
+def model_views(setting: int | None, shipped: str | None) -> int:
+    """``self_ensemble`` as set, or where null the shipped model's own views (``shipped``: its
+    name), or one pass for a checkpoint of your own (its training orientations are unknown)."""
+    if setting is not None:
+        return setting
+    return shipped_model(shipped).views if shipped else 1
 
 
 def weights_for_data(data: Mapping[str, Any]) -> str:
