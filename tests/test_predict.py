@@ -571,6 +571,19 @@ def test_large_image_runs_in_tiles(tiny_model: DenoisingModule) -> None:
     assert torch.isfinite(restored).all() and 0 <= restored.min() <= restored.max() <= 1
 
 
+def test_many_tiles_show_a_progress_bar_and_few_do_not(
+    tiny_model: DenoisingModule, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr("denoise.inference.tiling.PROGRESS_DELAY_S", 0.0)  # at once, for the test
+    image = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(5))
+    denoise_image(tiny_model, image, tile_size=16, overlap=0, batch_size=8)  # 16 tiles
+    assert "tiles" not in capsys.readouterr().err
+    large = torch.rand(1, 128, 128, generator=torch.Generator().manual_seed(5))
+    denoise_image(tiny_model, large, tile_size=16, overlap=0, batch_size=8)  # 64 tiles
+    shown = capsys.readouterr().err
+    assert "tiles:" in shown and "/64 [" in shown  # cleared when done (leave=False)
+
+
 def test_channel_handling() -> None:
     torch.manual_seed(1)
     grey_model = DenoisingModule(base_channels=4, depth=3).eval()
