@@ -300,7 +300,9 @@ DIAGNOSTIC_LEGEND = (
 
 def views_note(views: int) -> str:
     """How the title says the models were self-ensembled (nothing for a single pass)."""
-    return f"; models averaged over {views} flips and rotations" if views > 1 else ""
+    if views == 1:
+        return ""
+    return f"; models averaged over {views} orientations (self_ensemble={views})"
 
 
 def markdown_report(result: Evaluation, context: dict) -> str:

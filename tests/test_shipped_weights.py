@@ -302,7 +302,7 @@ def test_evaluate_scores_the_natural_model_on_a_folder_and_records_its_file(
     assert "U-Net" in result.metrics  # the tiny U-Net, not the corruption-aware face model
     assert "corruption-aware U-Net" not in result.metrics
     assert saved["self_ensemble"] == 8  # the natural model's own views
-    assert saved["title"].endswith("; models averaged over 8 flips and rotations")
+    assert saved["title"].endswith("; models averaged over 8 orientations (self_ensemble=8)")
 
 
 def test_init_from_takes_a_shipped_model_by_name(
