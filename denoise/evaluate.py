@@ -398,7 +398,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     )
     context = {
         "title": f"{cfg.split} split ({datamodule.describe_split(cfg.split, len(clean))}), "
-        f"noise seed {cfg.seed}{views_note(model.inference_views)}",
+        f"noise seed {cfg.seed}{views_note(views)}",
         "checkpoint": str(checkpoint),
         "data": datamodule.source,
         "split": cfg.split,
@@ -406,7 +406,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         "seed": cfg.seed,
         "amf_max_window": cfg.amf_max_window,
         "precision": "bf16" if model.inference_autocast is not None else "fp32",
-        "self_ensemble": model.inference_views,
+        "self_ensemble": views,
         "model": model_label(model),
         "peers": {name: str(path) for name, path in peer_paths.items()},
     }

@@ -47,6 +47,7 @@ def from_view(images: torch.Tensor, view: int) -> torch.Tensor:
 
 
 def check_view_count(views: int) -> int:
+    """``views`` itself, if it is one of :data:`VIEW_COUNTS` (``True`` is not 1 here)."""
     if isinstance(views, bool) or views not in VIEW_COUNTS:
         raise ValueError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))}, got {views!r}")
     return views
@@ -58,7 +59,8 @@ def restore_in_views(
     """The average of ``restore`` over ``views`` orientations of ``noisy``, and the majority
     of its noise decisions (None if ``restore`` makes none). One view at a time, so memory
     stays that of a single pass."""
-    check_view_count(views)
+    if check_view_count(views) == 1:
+        return restore(noisy)  # no float64 round trip for the common single pass
     total: torch.Tensor | None = None
     votes: torch.Tensor | None = None
     for view in range(views):
