@@ -67,11 +67,58 @@ def test_attention_and_a_refinement_stage_grow_a_model_without_changing_its_outp
     assert grown.net.backbone.attention[0].proj.weight.abs().sum() > 0
 
 
+@pytest.mark.parametrize(
+    "design",
+    [
+        SMALL,
+        {**SMALL, "global_context": True, "refine_channels": 4},
+        {"base_channels": 4, "depth": 3, "dropout": 0.0, "attention_gates": True},
+    ],
+    ids=["corruption-aware", "with context planes and refiner", "attention U-Net"],
+)
+def test_a_wider_model_starts_out_computing_what_the_narrower_one_did(
+    tmp_path: Path, design: dict
+) -> None:
+    torch.manual_seed(0)
+    old = DenoisingModule(**design).eval()
+    for parameter in old.parameters():
+        parameter.data.add_(torch.randn_like(parameter) * 0.05)
+    for name, buffer in old.named_buffers():  # trained-looking BatchNorm statistics too
+        if name.endswith(("running_mean", "running_var")):
+            buffer.add_(torch.rand_like(buffer) * 0.1)
+    path = _saved(old, tmp_path / "old.ckpt")
+    wider = DenoisingModule(**{**design, "base_channels": 7}).eval()
+
+    warm_start(wider, str(path))
+
+    clean = torch.from_numpy(smooth_images(4, 24, 24)).unsqueeze(1).float() / 255
+    noisy = add_salt_and_pepper(clean, 0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(wider.denoise(noisy), old.denoise(noisy), atol=1e-5)
+    # the new channels are there and compute something; only what reads them starts at zero
+    first = wider.net.backbone.encoder[0][0] if "backbone" in dir(wider.net) else None
+    first = first if first is not None else wider.net.encoder[0][0]
+    assert first.weight.shape[0] == 7 and first.weight[4:].abs().sum() > 0
+    optimizer = torch.optim.SGD(wider.parameters(), lr=0.1)
+    wider.train()
+    for _ in range(2):  # the first step lifts the zero weights off zero
+        optimizer.zero_grad()
+        wider.loss(wider(noisy), clean).backward()
+        optimizer.step()
+    wider.eval()
+    assert not torch.allclose(wider.denoise(noisy), old.denoise(noisy), atol=1e-4)
+
+
 def test_weights_of_another_size_or_design_are_refused_in_one_line(tmp_path: Path) -> None:
-    path = _saved(DenoisingModule(**SMALL), tmp_path / "small.ckpt")
-    wider = DenoisingModule(**{**SMALL, "base_channels": 8})
+    path = _saved(DenoisingModule(**{**SMALL, "base_channels": 8}), tmp_path / "wide.ckpt")
     with pytest.raises(CheckpointError, match="this model's is"):
-        warm_start(wider, str(path))
+        warm_start(DenoisingModule(**SMALL), str(path))  # narrower: channels would be lost
+    attended = {**SMALL, "attention_levels": 1}
+    path = _saved(DenoisingModule(**attended), tmp_path / "attended.ckpt")
+    with pytest.raises(CheckpointError, match="cannot be widened without changing"):
+        warm_start(DenoisingModule(**{**attended, "base_channels": 8}), str(path))
+    path = _saved(DenoisingModule(**SMALL), tmp_path / "small.ckpt")
+    with pytest.raises(CheckpointError, match="lacks weights"):
+        warm_start(DenoisingModule(**{**SMALL, "depth": 4}), str(path))
     unet = _saved(DenoisingModule(base_channels=4, depth=3), tmp_path / "unet.ckpt")
     with pytest.raises(CheckpointError, match="holds a unet model"):
         check_init_from(str(unet), "corruption_aware")

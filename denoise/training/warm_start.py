@@ -3,8 +3,10 @@
 Unlike ``ckpt_path`` (resume: the same network, optimizer and epoch counter), a warm start
 takes only the weights and trains a fresh schedule on them, so a finished model can be
 fine-tuned with a new recipe, or grown: a network with extra input planes gets them with
-zero weights, and new attention blocks or a refinement stage keep their zero-output start,
-so the grown network starts out computing exactly what the old one did.
+zero weights; a wider one (``model.base_channels`` above the checkpoint's) keeps the old
+channels and adds new ones that no old channel reads from yet; new attention blocks or a
+refinement stage keep their zero-output start. So the grown network starts out computing
+exactly what the old one did, and training decides what the new parts add.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from denoise.inference.checkpoints import (
 )
 from denoise.inference.shipped import FACES, SHIPPED_MODELS
 from denoise.models.module import IDENTITY_AT_START
+from denoise.models.unet import UpConvModule
 from denoise.runtime.errors import SettingError
 
 log = logging.getLogger(__name__)
@@ -60,11 +63,13 @@ def check_init_from(init_from: str | None, architecture: str) -> None:
 
 
 def warm_start(model: nn.Module, init_from: str) -> Path:
-    """Copy the checkpoint's weights into ``model``; input channels it lacks start at zero,
-    and so do the parts in :data:`IDENTITY_AT_START` it lacks."""
+    """Copy the checkpoint's weights into ``model``; where ``model`` has more channels, the
+    old ones are copied and the new ones feed no old channel (:func:`grow_into`); the parts
+    in :data:`IDENTITY_AT_START` it lacks start at zero output."""
     path = init_path(init_from)
     source = read_checkpoint(path)["state_dict"]
     target = model.state_dict()
+    layouts = channel_layouts(model)
     grown = sorted(name for name in set(target) - set(source) if is_identity_at_start(name))
     missing = sorted(set(target) - set(source) - set(grown))
     if missing:
@@ -72,23 +77,35 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
     if grown:
         parts = sorted({grown_part(name) for name in grown})
         log.info("Warm start: new parts start at zero output: %s", ", ".join(parts))
+    widened: list[str] = []
     for name, weights in target.items():
         if name in grown:
             continue
         saved = source[name]
         if saved.shape == weights.shape:
             weights.copy_(saved)
-        elif grows_inputs(saved.shape, weights.shape):
-            weights.zero_()
-            weights[:, : saved.shape[1]].copy_(saved)
-            added = weights.shape[1] - saved.shape[1]
-            log.info("Warm start: %s gets %d new input channels, at zero", name, added)
+        elif widens_attention(name, saved, weights):
+            raise CheckpointError(
+                f"{path}: its attention ({name}) cannot be widened without changing what the "
+                "model computes",
+                fix="warm-start a model of the checkpoint's model.base_channels",
+            )
+        elif can_grow(saved.shape, weights.shape):
+            grow_into(weights, saved, *layouts.get(name.rsplit(".", 1)[0], (0, False)))
+            widened.append(name)
         else:
             raise CheckpointError(
                 f"{path}: its {name} is {tuple(saved.shape)}; this model's is "
                 f"{tuple(weights.shape)}",
-                fix="warm-start from a checkpoint of the same size (model.base_channels, depth)",
+                fix="warm-start from a checkpoint of the same depth and at most as wide "
+                "(model.depth, model.base_channels)",
             )
+    if widened:
+        log.info(
+            "Warm start: %d tensors grow (%s, …): the new channels feed no old one",
+            len(widened),
+            widened[0],
+        )
     log.info("Warm start from %s", path)
     return path
 
@@ -108,11 +125,52 @@ def grown_part(name: str) -> str:
     return name
 
 
-def grows_inputs(saved: torch.Size, wanted: torch.Size) -> bool:
-    """A conv weight with more input channels and otherwise the same shape."""
+def can_grow(saved: torch.Size, wanted: torch.Size) -> bool:
+    """The same number of dimensions, none smaller, and the kernel unchanged."""
     return (
-        len(saved) == len(wanted) == 4
-        and saved[0] == wanted[0]
+        len(saved) == len(wanted)
+        and all(old <= new for old, new in zip(saved, wanted, strict=True))
         and saved[2:] == wanted[2:]
-        and saved[1] < wanted[1]
     )
+
+
+def widens_attention(name: str, saved: torch.Tensor, wanted: torch.Tensor) -> bool:
+    """Attention's dot products would read the new channels at once: it cannot be widened
+    without changing what the model computes."""
+    return "attention" in name.split(".") and saved.shape != wanted.shape
+
+
+def channel_layouts(model: nn.Module) -> dict[str, tuple[int, bool]]:
+    """For each conv of ``model``: which dimension of its weight holds the output channels
+    (1 for a transposed conv), and whether its input is the decoder's concatenation of the
+    upsampled features and the skip (two halves, each of which widens)."""
+    layouts: dict[str, tuple[int, bool]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ConvTranspose2d):
+            layouts[name] = (1, False)
+        elif isinstance(module, nn.Conv2d):
+            layouts.setdefault(name, (0, False))
+        if isinstance(module, UpConvModule):
+            layouts[f"{name}.conv.0"] = (0, True)
+    return layouts
+
+
+def grow_into(
+    weights: torch.Tensor, saved: torch.Tensor, out_dim: int = 0, halves: bool = False
+) -> None:
+    """Put ``saved`` into the larger ``weights`` so that the old channels compute what they
+    did: old values in the leading channels (in each half of a concatenated input), and
+    zero weight from every new input channel to every old output channel. New output
+    channels keep ``weights``' fresh initialisation; their readers give them zero weight."""
+    if weights.ndim < 2:  # biases, BatchNorm: one value per output channel
+        weights[: saved.shape[0]].copy_(saved)
+        return
+    in_dim = 1 - out_dim
+    old_out, old_in = saved.shape[out_dim], saved.shape[in_dim]
+    inputs = torch.arange(old_in)
+    if halves:  # [upsampled, skip]: each half keeps its old channels first
+        old_half, new_half = old_in // 2, weights.shape[in_dim] // 2
+        inputs = torch.cat([torch.arange(old_half), new_half + torch.arange(old_half)])
+    rows = weights.narrow(out_dim, 0, old_out)
+    rows.zero_()
+    rows.index_copy_(in_dim, inputs, saved)
