@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import re
 import subprocess
 import sys
@@ -23,8 +24,11 @@ import hydra
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from PIL import Image
+from skimage import data
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -35,8 +39,10 @@ from denoise.data.noise import add_salt_and_pepper
 from denoise.data.settings import check_data_settings
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
 from denoise.inference.checkpoints import load_denoiser
-from denoise.inference.shipped import FACES
+from denoise.inference.shipped import FACES, NATURAL, shipped_model
+from denoise.inference.tiling import denoise_image
 from denoise.models.module import DenoisingModule
+from denoise.models.self_ensemble import VIEW_COUNTS
 from denoise.runtime.errors import SettingError, user_errors
 from denoise.runtime.machine import bf16_hardware, cpu_name, default_precision
 from denoise.runtime.settings import positive_number, setting, whole_number
@@ -339,31 +345,106 @@ def _reference_epoch_seconds(
 
 PEAK_RSS_REPORTER = """
 import re, runpy, sys
-sys.argv = ["denoise.train", *sys.argv[1:]]
+module = sys.argv[1]
+sys.argv = [module, *sys.argv[2:]]
 try:
-    runpy.run_module("denoise.train", run_name="__main__")
+    runpy.run_module(module, run_name="__main__")
 finally:
     status = open("/proc/self/status").read()
     print("PEAK_RSS_KB", re.search(r"VmHWM:\\s+(\\d+)", status).group(1), file=sys.stderr)
 """
 
 
-def peak_training_rss(csv_path: str, batches: int) -> float:
-    """Peak resident memory (GB) of a real training run on ``csv_path`` in a child process.
+def peak_rss(command: str, overrides: list[str]) -> float:
+    """Peak resident memory (GiB) of ``python -m <command> <overrides>`` in a child process.
 
     The child reports its own high-water mark (VmHWM): the parent's rusage of children
     would include the pages a forked child inherits from this (large) process.
     """
+    child = [sys.executable, "-c", PEAK_RSS_REPORTER, command, *overrides]
+    completed = subprocess.run(child, check=True, capture_output=True, text=True)
+    kilobytes = re.search(r"PEAK_RSS_KB (\d+)", completed.stderr)
+    return int(kilobytes.group(1)) / 1024**2 if kilobytes else float("nan")
+
+
+def peak_training_rss(csv_path: str, batches: int) -> float:
+    """Peak resident memory (GiB) of a real training run on ``csv_path``."""
     with tempfile.TemporaryDirectory() as folder:
         overrides = [
             f"data.csv_path={csv_path}", f"paths.log_dir={folder}", "trainer.max_epochs=1",
             f"trainer.limit_train_batches={batches}", "trainer.limit_val_batches=5",
             "trainer.limit_test_batches=5", "logger=none", "trainer.enable_progress_bar=false",
         ]  # fmt: skip
-        command = [sys.executable, "-c", PEAK_RSS_REPORTER, *overrides]
-        completed = subprocess.run(command, check=True, capture_output=True, text=True)
-    kilobytes = re.search(r"PEAK_RSS_KB (\d+)", completed.stderr)
-    return int(kilobytes.group(1)) / 1024**2 if kilobytes else float("nan")
+        return peak_rss("denoise.train", overrides)
+
+
+# A grey megapixel takes 1 MiB as 8-bit pixels and 4 MiB as a float plane; predict holds a few
+# such copies (decoded, noisy, restored, written) and the network only tiles: tens of MiB per
+# megapixel. A whole-image pass would add its activations: hundreds.
+MIB_PER_MEGAPIXEL = 64
+
+
+def noisy_photo(megapixels: float, density: float = 0.5) -> torch.Tensor:
+    """A grey ``(1, H, W)`` photo of about ``megapixels``: scikit-image's camera, resized,
+    under salt-and-pepper (seeded)."""
+    side = round(math.sqrt(megapixels * 1e6))
+    camera = torch.from_numpy(data.camera().astype(np.float32) / 255)[None, None]
+    photo = F.interpolate(camera, size=(side, side), mode="bilinear", align_corners=False)
+    generator = torch.Generator().manual_seed(0)
+    return add_salt_and_pepper(photo.clamp(0, 1), density, generator=generator)[0]
+
+
+def photo_rows(cfg: DictConfig, seconds: float) -> list[Row]:
+    """The shipped natural model restoring grey photos the way ``predict`` does (its tiles):
+    seconds per megapixel with each count of self-ensemble views, and ``predict``'s peak
+    memory at several photo sizes, which its tiles keep from growing with the activations."""
+    natural = shipped_model(NATURAL)
+    model = load_denoiser(None, "cpu", weights=NATURAL)
+    megapixels = float(cfg.photos.megapixels)
+    photo = noisy_photo(megapixels)
+    shown = f"{photo.shape[-1]}×{photo.shape[-2]}"
+    rows, per_megapixel = [], {}
+    for views in cfg.photos.views:
+        model.inference_views = views
+        spent = seconds_per_call(lambda: denoise_image(model, photo, **natural.tiling), seconds)
+        per_megapixel[views] = spent * 1e6 / photo[0].numel()
+        what = f"natural model, self_ensemble={views}, {shown} grey photo at 50% noise"
+        rows.append(Row("photos", what, per_megapixel[views], "s per megapixel"))
+    if len(per_megapixel) > 1:
+        fewest, most = min(per_megapixel), max(per_megapixel)
+        ratio = per_megapixel[most] / per_megapixel[fewest]
+        rows.append(
+            Row(
+                "photos",
+                f"self_ensemble={most} against {fewest}",
+                ratio,
+                "× the time",
+                target=f"≤ {1.125 * most / fewest:g} (a pass per view, then their mean)",
+            )
+        )
+    rows += predict_memory_rows([float(size) for size in cfg.photos.memory_megapixels])
+    return rows
+
+
+def predict_memory_rows(sizes: list[float]) -> list[Row]:
+    """``predict``'s peak RSS on a photo of each size (one view), and how much it grows per
+    added megapixel: the photo's own buffers, not the network's activations."""
+    rows, peaks = [], {}
+    with tempfile.TemporaryDirectory() as folder:
+        for size in sizes:
+            photo = noisy_photo(size)
+            source, target = Path(folder) / f"{size:g}mp.png", Path(folder) / "restored.png"
+            Image.fromarray((photo[0].numpy() * 255).round().astype(np.uint8)).save(source)
+            overrides = [f"input={source}", f"output={target}", "self_ensemble=1"]
+            peak = peaks[photo[0].numel() / 1e6] = peak_rss("denoise.predict", overrides)
+            what = f"peak RSS, predict on a {size:g} MP grey photo"
+            rows.append(Row("memory", what, peak, "GiB"))
+    if len(peaks) > 1:
+        small, large = min(peaks), max(peaks)
+        growth = (peaks[large] - peaks[small]) * 1024 / (large - small)
+        what = "predict: its peak RSS grows per megapixel by"
+        rows.append(Row("memory", what, growth, "MiB", target=f"≤ {MIB_PER_MEGAPIXEL} MiB"))
+    return rows
 
 
 def bench_csv(cfg: DictConfig, folder: Path) -> str:
@@ -472,6 +553,7 @@ def run_bench(cfg: DictConfig) -> list[Row]:
 
     rows += inference_rows("default model", module, cfg, seconds, precisions)
     rows += inference_rows("shipped blind model", shipped, cfg, seconds, precisions)
+    rows += photo_rows(cfg, seconds)
     return rows
 
 
@@ -572,6 +654,20 @@ def check_bench_settings(cfg: DictConfig) -> None:
         raise SettingError(f"precisions={chosen}: must be a list of {' and '.join(PRECISIONS)}")
     for key in ("image_size", "channels", "batch_size"):
         whole_number(cfg, f"reference.{key}")
+    positive_number(cfg, "photos.megapixels")
+    views = setting(cfg, "photos.views")
+    if not isinstance(views, list) or not all(
+        view in VIEW_COUNTS and not isinstance(view, bool) for view in views
+    ):
+        listed = ", ".join(map(str, VIEW_COUNTS))
+        raise SettingError(f"photos.views={views}: must be a list of counts among {listed}")
+    sizes = setting(cfg, "photos.memory_megapixels")
+    if not isinstance(sizes, list) or not all(
+        isinstance(size, int | float) and not isinstance(size, bool) and size > 0 for size in sizes
+    ):
+        raise SettingError(
+            f"photos.memory_megapixels={sizes}: must be a list of sizes above 0 (or [])"
+        )
     check_data_settings(cfg)
 
 

@@ -372,6 +372,11 @@ def test_evaluate_refuses_a_setting_before_loading_anything(
         ("min_seconds=0", "error: min_seconds=0: must be a number above 0"),
         ("inference_batches=[0]",
          "error: inference_batches=[0]: must be a list of batch sizes >= 1"),
+        ("photos.views=[3]",
+         "error: photos.views=[3]: must be a list of counts among 1, 2, 4, 8"),
+        ("photos.memory_megapixels=[0]",
+         "error: photos.memory_megapixels=[0]: must be a list of sizes above 0 (or [])"),
+        ("photos.megapixels=0", "error: photos.megapixels=0: must be a number above 0"),
         ("csv_path=/no/such.csv", "error: csv_path=/no/such.csv: no such file"),
     ],
 )  # fmt: skip
