@@ -428,7 +428,8 @@ def photo_rows(cfg: DictConfig, seconds: float) -> list[Row]:
 
 def predict_memory_rows(sizes: list[float]) -> list[Row]:
     """``predict``'s peak RSS on a photo of each size (one view), and how much it grows per
-    added megapixel: the photo's own buffers, not the network's activations."""
+    added megapixel: the photo's own buffers, not the network's activations, once the photo
+    fills a batch of tiles (below that, each added tile adds its activations too)."""
     rows, peaks = [], {}
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
@@ -442,8 +443,12 @@ def predict_memory_rows(sizes: list[float]) -> list[Row]:
     if len(peaks) > 1:
         small, large = min(peaks), max(peaks)
         growth = (peaks[large] - peaks[small]) * 1024 / (large - small)
+        tiling = shipped_model(NATURAL).tiling
+        batch_area = tiling["tile_size"] ** 2 * tiling["batch_size"] / 1e6
         what = "predict: its peak RSS grows per megapixel by"
-        rows.append(Row("memory", what, growth, "MiB", target=f"≤ {MIB_PER_MEGAPIXEL} MiB"))
+        note = "" if small >= batch_area else f"under {batch_area:.2g} MP: a batch of tiles fills"
+        target = f"≤ {MIB_PER_MEGAPIXEL} MiB"
+        rows.append(Row("memory", what, growth, "MiB", note, target))
     return rows
 
 

@@ -174,3 +174,4 @@ def test_photo_rows_time_each_view_count_and_measure_predicts_memory() -> None:
     (growth,) = [row for row in rows if row.unit == "MiB"]
     side = [round((size * 1e6) ** 0.5) ** 2 / 1e6 for size in photos["memory_megapixels"]]
     assert growth.value == pytest.approx((peaks[1] - peaks[0]) * 1024 / (side[1] - side[0]))
+    assert growth.ratio == "under 0.52 MP: a batch of tiles fills"  # too small to read as bound
