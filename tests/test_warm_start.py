@@ -22,18 +22,40 @@ def _saved(model: DenoisingModule, path: Path) -> Path:
     return path
 
 
-def test_a_grown_model_starts_out_computing_what_the_old_one_did(tmp_path: Path) -> None:
+def _trained_looking(design: dict) -> DenoisingModule:
+    """A model of ``design`` whose weights are not the initial ones (seeded)."""
     torch.manual_seed(0)
-    old = DenoisingModule(**SMALL).eval()
-    for parameter in old.parameters():  # not the initial weights: a trained-looking model
+    model = DenoisingModule(**design).eval()
+    for parameter in model.parameters():
         parameter.data.add_(torch.randn_like(parameter) * 0.05)
+    return model
+
+
+def _noisy_pictures(density: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four smooth 24x24 pictures, clean and under seeded salt-and-pepper."""
+    clean = torch.from_numpy(smooth_images(4, 24, 24)).unsqueeze(1).float() / 255
+    return clean, add_salt_and_pepper(clean, density, generator=torch.Generator().manual_seed(1))
+
+
+def _train_two_steps(model: DenoisingModule, noisy: torch.Tensor, clean: torch.Tensor) -> None:
+    """Two SGD steps (the first lifts zero weights off zero), then back to eval mode."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    for _ in range(2):
+        optimizer.zero_grad()
+        model.loss(model(noisy), clean).backward()
+        optimizer.step()
+    model.eval()
+
+
+def test_a_grown_model_starts_out_computing_what_the_old_one_did(tmp_path: Path) -> None:
+    old = _trained_looking(SMALL)
     path = _saved(old, tmp_path / "old.ckpt")
     grown = DenoisingModule(**SMALL, global_context=True).eval()
 
     warm_start(grown, str(path))
 
-    clean = torch.from_numpy(smooth_images(4, 24, 24)).unsqueeze(1).float() / 255
-    noisy = add_salt_and_pepper(clean, 0.3, generator=torch.Generator().manual_seed(1))
+    _, noisy = _noisy_pictures(0.3)
     assert torch.allclose(grown.denoise(noisy), old.denoise(noisy), atol=1e-6)
     first = grown.net.backbone.encoder[0][0].weight
     assert first.shape[1] == 5 and torch.all(first[:, 3:] == 0)
@@ -42,26 +64,16 @@ def test_a_grown_model_starts_out_computing_what_the_old_one_did(tmp_path: Path)
 def test_attention_and_a_refinement_stage_grow_a_model_without_changing_its_output(
     tmp_path: Path,
 ) -> None:
-    torch.manual_seed(0)
-    old = DenoisingModule(**SMALL).eval()
-    for parameter in old.parameters():
-        parameter.data.add_(torch.randn_like(parameter) * 0.05)
+    old = _trained_looking(SMALL)
     path = _saved(old, tmp_path / "old.ckpt")
     grown = DenoisingModule(**SMALL, attention_levels=2, refine_channels=4).eval()
 
     warm_start(grown, str(path))
 
-    clean = torch.from_numpy(smooth_images(4, 24, 24)).unsqueeze(1).float() / 255
-    noisy = add_salt_and_pepper(clean, 0.5, generator=torch.Generator().manual_seed(1))
+    clean, noisy = _noisy_pictures(0.5)
     assert torch.allclose(grown.denoise(noisy), old.denoise(noisy), atol=1e-6)
-    # ...and the new parts do train: one step moves the output.
-    optimizer = torch.optim.SGD(grown.parameters(), lr=0.1)
-    grown.train()
-    for _ in range(2):  # the first step lifts the zero projections off zero
-        optimizer.zero_grad()
-        grown.loss(grown(noisy), clean).backward()
-        optimizer.step()
-    grown.eval()
+    # ...and the new parts do train: a step moves the output.
+    _train_two_steps(grown, noisy, clean)
     assert not torch.allclose(grown.denoise(noisy), old.denoise(noisy), atol=1e-4)
     assert grown.net.refiner.output.weight.abs().sum() > 0
     assert grown.net.backbone.attention[0].proj.weight.abs().sum() > 0
@@ -79,10 +91,7 @@ def test_attention_and_a_refinement_stage_grow_a_model_without_changing_its_outp
 def test_a_wider_model_starts_out_computing_what_the_narrower_one_did(
     tmp_path: Path, design: dict
 ) -> None:
-    torch.manual_seed(0)
-    old = DenoisingModule(**design).eval()
-    for parameter in old.parameters():
-        parameter.data.add_(torch.randn_like(parameter) * 0.05)
+    old = _trained_looking(design)
     for name, buffer in old.named_buffers():  # trained-looking BatchNorm statistics too
         if name.endswith(("running_mean", "running_var")):
             buffer.add_(torch.rand_like(buffer) * 0.1)
@@ -91,20 +100,12 @@ def test_a_wider_model_starts_out_computing_what_the_narrower_one_did(
 
     warm_start(wider, str(path))
 
-    clean = torch.from_numpy(smooth_images(4, 24, 24)).unsqueeze(1).float() / 255
-    noisy = add_salt_and_pepper(clean, 0.5, generator=torch.Generator().manual_seed(1))
+    clean, noisy = _noisy_pictures(0.5)
     assert torch.allclose(wider.denoise(noisy), old.denoise(noisy), atol=1e-5)
     # the new channels are there and compute something; only what reads them starts at zero
-    first = wider.net.backbone.encoder[0][0] if "backbone" in dir(wider.net) else None
-    first = first if first is not None else wider.net.encoder[0][0]
+    first = getattr(wider.net, "backbone", wider.net).encoder[0][0]
     assert first.weight.shape[0] == 7 and first.weight[4:].abs().sum() > 0
-    optimizer = torch.optim.SGD(wider.parameters(), lr=0.1)
-    wider.train()
-    for _ in range(2):  # the first step lifts the zero weights off zero
-        optimizer.zero_grad()
-        wider.loss(wider(noisy), clean).backward()
-        optimizer.step()
-    wider.eval()
+    _train_two_steps(wider, noisy, clean)
     assert not torch.allclose(wider.denoise(noisy), old.denoise(noisy), atol=1e-4)
 
 
@@ -128,10 +129,7 @@ def test_weights_of_another_size_or_design_are_refused_in_one_line(tmp_path: Pat
 def test_training_with_init_from_starts_at_the_given_weights(
     compose_train, tiny_csv: Path, tmp_path: Path
 ) -> None:
-    torch.manual_seed(0)
-    source = DenoisingModule(**SMALL)
-    for parameter in source.parameters():
-        parameter.data.add_(torch.randn_like(parameter) * 0.05)
+    source = _trained_looking(SMALL)
     path = _saved(source, tmp_path / "source.ckpt")
     cfg = compose_train(
         f"data.csv_path={tiny_csv}",
