@@ -317,6 +317,22 @@ def test_init_from_takes_a_shipped_model_by_name(
     assert shipped_model("faces").weights == init_path("shipped")
 
 
+def test_the_last_stage_of_the_recipe_builds_the_shipped_natural_model(tmp_path: Path) -> None:
+    """The README's recipe ends with experiment=blind_natural_gpu_wide_176: its model settings,
+    learning rate and schedule must be the ones the shipped weights were trained with."""
+    overrides = ["experiment=blind_natural_gpu_wide_176", f"data.train_dir='{tmp_path}'"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "init_from=natural"])
+    saved = torch.load(shipped_model("natural").weights, weights_only=True)["hyper_parameters"]
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    for key, value in saved.items():
+        if key in ("optimizer", "scheduler"):
+            assert {k: model[key][k] for k in value} == value, key
+        else:
+            assert model[key] == value, key
+    assert cfg.data.crop_size == 176 and cfg.trainer.max_epochs == 18
+
+
 def test_the_shipped_natural_model_beats_biharmonic_inpainting_on_a_photo_it_never_saw() -> None:
     """The natural weights, through predict's own tiling, on a crop of scikit-image's camera
     (not in train400): better than the best classical filter at 30% and 70%, and a clean

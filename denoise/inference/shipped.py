@@ -56,7 +56,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     ),
     NATURAL: ShippedModel(
         NATURAL,
-        WEIGHTS_DIR / "blind-natural.ckpt",  # experiment=blind_natural, then _exposure
+        WEIGHTS_DIR / "blind-natural.ckpt",  # six stages: experiment=blind_natural … _wide_176
         MappingProxyType(NATURAL_TILING),
         8,  # every orientation: it learned crops flipped and turned
     ),
