@@ -97,8 +97,9 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
             raise CheckpointError(
                 f"{path}: its {name} is {tuple(saved.shape)}; this model's is "
                 f"{tuple(weights.shape)}",
-                fix="warm-start from a checkpoint of the same depth and at most as wide "
-                "(model.depth, model.base_channels)",
+                fix="warm-start from a checkpoint of the same design and depth, at most as "
+                "wide (model.global_context, data.channels, model.depth, model.base_channels; "
+                "the experiment it was trained with sets them)",
             )
     if widened:
         log.info(
