@@ -45,7 +45,7 @@ from denoise.models.module import DenoisingModule
 from denoise.models.self_ensemble import VIEW_COUNTS
 from denoise.runtime.errors import SettingError, user_errors
 from denoise.runtime.machine import bf16_hardware, cpu_name, default_precision
-from denoise.runtime.settings import positive_number, setting, whole_number
+from denoise.runtime.settings import positive_number, positive_numbers, setting, whole_number
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -666,13 +666,7 @@ def check_bench_settings(cfg: DictConfig) -> None:
     ):
         listed = ", ".join(map(str, VIEW_COUNTS))
         raise SettingError(f"photos.views={views}: must be a list of counts among {listed}")
-    sizes = setting(cfg, "photos.memory_megapixels")
-    if not isinstance(sizes, list) or not all(
-        isinstance(size, int | float) and not isinstance(size, bool) and size > 0 for size in sizes
-    ):
-        raise SettingError(
-            f"photos.memory_megapixels={sizes}: must be a list of sizes above 0 (or [])"
-        )
+    positive_numbers(cfg, "photos.memory_megapixels", what="sizes", allow_empty=True)
     check_data_settings(cfg)
 
 

@@ -55,6 +55,18 @@ def positive_number(cfg: DictConfig, key: str) -> float:
     return float(value)
 
 
+def positive_numbers(
+    cfg: DictConfig, key: str, what: str = "numbers", allow_empty: bool = False
+) -> list[float]:
+    """A list of finite numbers above zero (sizes); ``what`` names them in the error."""
+    value = setting(cfg, key)
+    valid = isinstance(value, list) and (bool(value) or allow_empty)
+    if not valid or not all(_is_number(v) and 0 < v < math.inf for v in value):
+        either = " (or [])" if allow_empty else ""
+        raise SettingError(f"{key}={_shown(value)}: must be a list of {what} above 0{either}")
+    return [float(v) for v in value]
+
+
 def fractions(cfg: DictConfig, key: str, allow_empty: bool = False) -> list[float]:
     """A list of numbers in [0, 1] (noise densities)."""
     value = setting(cfg, key)
