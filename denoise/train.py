@@ -106,7 +106,7 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
     )
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-    checkpoint = trainer.checkpoint_callback
+    checkpoint = _best_checkpoint(trainer)
     epochs_completed = trainer.current_epoch
     if not history.epochs and _recover_history(history, checkpoint):  # ddp_spawn
         epochs_completed = max(epochs_completed, history.epochs[-1]["epoch"] + 1)
@@ -135,6 +135,13 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
     _log_hparams(cfg, loggers, final)
     value = final.get(cfg.get("optimized_metric") or "")
     return None if value is None else float(value)
+
+
+def _best_checkpoint(trainer: L.Trainer) -> Any:
+    """The checkpoint callback that keeps the best epoch (one with a monitor: ``best.ckpt``,
+    not the every-epoch ``last.ckpt``), else Lightning's first."""
+    monitored = [c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)]
+    return monitored[0] if monitored else trainer.checkpoint_callback
 
 
 def _recover_history(history: MetricHistory, checkpoint: Any) -> bool:

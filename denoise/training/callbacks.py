@@ -1,13 +1,19 @@
-"""Callbacks: a fixed preview grid of validation images, and the per-epoch metric history
-(also written into the live run's ``summary.json``)."""
+"""Callbacks: a fixed preview grid of validation images, the per-epoch metric history (also
+written into the live run's ``summary.json``), and checkpoints whose best survives a resume."""
 
 from __future__ import annotations
 
+import math
+import shutil
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
+from denoise.files.atomic import atomic_file
+from denoise.runtime.distributed import is_rank_zero_process
 from denoise.training.summary import active_summary
 
 
@@ -59,7 +65,10 @@ class MetricHistory(L.Callback):
         self.epochs: list[dict[str, float]] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """After a checkpoint is restored: a resumed run shows its inherited epochs at once."""
+        """After a checkpoint is restored: a resumed run shows its inherited epochs at once.
+        The epochs it trains again (a checkpoint written before its epoch ended) replace the
+        checkpoint's records of them: the history holds each epoch once."""
+        self.epochs = [epoch for epoch in self.epochs if epoch["epoch"] < trainer.current_epoch]
         self._record(epochs_completed=trainer.current_epoch)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -82,15 +91,64 @@ class MetricHistory(L.Callback):
             summary.update(val_history=self.epochs, **fields)
 
     def best(self, monitor: str, mode: str = "min") -> dict[str, float] | None:
-        """The epoch whose ``monitor`` value was best (the one ModelCheckpoint keeps)."""
+        """The epoch whose ``monitor`` value was best (the one ModelCheckpoint keeps: the
+        first of equals, and never a NaN while another epoch has a number)."""
         scored = [epoch for epoch in self.epochs if monitor in epoch]
         if not scored:
             return None
+        worst = math.inf if mode == "min" else -math.inf
         choose = min if mode == "min" else max
-        return choose(scored, key=lambda epoch: epoch[monitor])
+        return choose(scored, key=lambda epoch: _or(epoch[monitor], worst))
 
     def state_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epochs = list(state_dict.get("epochs", []))
+
+
+def _or(value: float, instead: float) -> float:
+    return instead if math.isnan(value) else value
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, whose best survives a resume into another run folder.
+
+    A resumed run writes into a folder of its own, and there Lightning restores only the best
+    checkpoint's path, not its score: the resumed run's ``best.ckpt`` would be the best of its
+    own epochs, though an epoch before the resume (which the history names best) was better.
+    Here the best checkpoints come along, their scores and their files (copied into this
+    run's folder). One without a monitor (``last.ckpt``, every epoch) has nothing to bring."""
+
+    @property
+    def state_key(self) -> str:
+        """Lightning's own key: checkpoints written with a plain ModelCheckpoint resume too."""
+        return ModelCheckpoint.__name__ + super().state_key.removeprefix(type(self).__qualname__)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        before = state_dict.get("dirpath")
+        if self.dirpath is None or before is None or Path(before) == Path(self.dirpath):
+            super().load_state_dict(state_dict)
+        elif self.monitor is not None:
+            super().load_state_dict(self._brought_over(state_dict))
+
+    def _brought_over(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` with its best checkpoints copied into this folder, and named there."""
+        copies: dict[str, str] = {}
+
+        def bring(path: str) -> str:
+            if path and path not in copies:
+                copies[path] = str(Path(self.dirpath or "") / Path(path).name)
+                if is_rank_zero_process():  # the folder is rank zero's
+                    with open(path, "rb") as source, atomic_file(copies[path]) as target:
+                        shutil.copyfileobj(source, target)
+            return copies.get(path, path)
+
+        return {
+            **state,
+            "dirpath": self.dirpath,
+            "best_model_path": bring(state.get("best_model_path", "")),
+            "best_k_models": {bring(path): v for path, v in state.get("best_k_models", {}).items()},
+            "kth_best_model_path": bring(state.get("kth_best_model_path", "")),
+            "last_model_path": "",
+        }

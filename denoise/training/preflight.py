@@ -4,11 +4,19 @@ see ``train.py``.) Each problem is a one-line :class:`~denoise.runtime.errors.Us
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
+import typing
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from omegaconf import DictConfig
 
 from denoise.data.settings import check_data_settings
@@ -50,11 +58,20 @@ NETWORK_DEFAULTS = {
     "refine_channels": 0,
     "attention_gates": False,
 }
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit; Lightning refuses larger ones mid-start
+# What torch must find for each accelerator Lightning knows by name.
+ACCELERATOR_HARDWARE = {
+    "gpu": "GPU (CUDA, or Apple's MPS)",
+    "cuda": "CUDA GPU",
+    "mps": "Apple GPU (MPS)",
+    "tpu": "TPU (torch_xla)",
+}
 
 
 def check_training_settings(cfg: DictConfig) -> None:
     """Every value that would fail, or silently train nothing, once the run has started."""
     check_data_settings(cfg)
+    check_seed(cfg)
     whole_number(cfg, "jobs_per_gpu", minimum=1, optional=True)
     one_of(cfg, "model.architecture", ARCHITECTURES)
     one_of(cfg, "model.loss", tuple(LOSSES))
@@ -86,6 +103,7 @@ def check_training_settings(cfg: DictConfig) -> None:
         )
     if setting(cfg, "optimizer.lr") is not None:
         positive_number(cfg, "optimizer.lr")
+    check_trainer(cfg)
     epochs = setting(cfg, "trainer.max_epochs")
     if epochs is not None and epochs != -1:
         whole_number(cfg, "trainer.max_epochs")  # 0 would "complete" an untrained model
@@ -96,6 +114,77 @@ def check_training_settings(cfg: DictConfig) -> None:
         batch_limit(cfg, "trainer.limit_test_batches", "test nothing")
     check_loggers(cfg)  # e.g. logger=mlflow without mlflow installed
     check_distributed(cfg)
+
+
+def check_seed(cfg: DictConfig) -> None:
+    """A seed numpy takes (``seed_everything`` would refuse it once the run has started)."""
+    seed = whole_number(cfg, "seed", minimum=0, optional=True)
+    if seed is not None and seed > MAX_SEED:
+        raise SettingError(f"seed={seed}: must be at most {MAX_SEED} (numpy's seeds are 32-bit)")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """The Trainer's arguments, its precision and its accelerator: Lightning refuses a wrong
+    one only as Hydra instantiates the Trainer, in a multi-line report, after the run has
+    started (its folder made, its data loaded)."""
+    target = setting(cfg, "trainer._target_")
+    if not target:
+        return
+    parameters = inspect.signature(get_class(target).__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for key in setting(cfg, "trainer") or {}:
+        if not key.startswith("_") and key not in parameters and not takes_any:
+            near = difflib.get_close_matches(key, list(parameters), n=1)
+            raise SettingError(
+                f"trainer.{key}: not a setting of Lightning's Trainer",
+                fix=f"did you mean trainer.{near[0]}?" if near else None,
+            )
+    if "precision" in parameters:
+        check_precision(cfg, _literal_values(parameters["precision"].annotation))
+    check_accelerator(cfg)
+
+
+def check_precision(cfg: DictConfig, accepted: list[Any]) -> None:
+    """One of the precisions the Trainer's signature names (``32-true``, ``bf16-mixed``, …,
+    and the short ``16``, ``32``, ``64``, ``bf16``); null is Lightning's default."""
+    value = setting(cfg, "trainer.precision")
+    if value is None or not accepted or (value in accepted and not isinstance(value, bool)):
+        return
+    named = [str(choice) for choice in accepted if "-" in str(choice)]
+    short = [str(choice) for choice in accepted if "-" not in str(choice)]
+    also = f" (or {', '.join(dict.fromkeys(short))})" if short else ""
+    raise SettingError(f"trainer.precision={value}: must be one of {', '.join(named)}{also}")
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """An accelerator Lightning knows, and whose hardware torch finds on this machine."""
+    value = setting(cfg, "trainer.accelerator")
+    if value is None or value == "auto" or not isinstance(value, str):  # auto, or an object
+        return
+    known = {
+        name: AcceleratorRegistry[name]["accelerator"]
+        for name in AcceleratorRegistry.available_accelerators()
+    }
+    if value == "gpu":
+        available = any(known[name].is_available() for name in ("cuda", "mps") if name in known)
+    elif value in known:
+        available = known[value].is_available()
+    else:
+        names = ", ".join(["auto", "gpu", *sorted(known)])
+        raise SettingError(f"trainer.accelerator={value}: must be one of {names}")
+    if not available:
+        hardware = ACCELERATOR_HARDWARE.get(value, value)
+        raise SettingError(
+            f"trainer.accelerator={value}: torch finds no {hardware} on this machine",
+            fix="train on the CPU with trainer.accelerator=cpu (or auto: a GPU where there is one)",
+        )
+
+
+def _literal_values(annotation: Any) -> list[Any]:
+    """The values of the ``Literal`` types in an annotation (through ``Optional``, ``Union``)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [value for arg in typing.get_args(annotation) for value in _literal_values(arg)]
 
 
 def check_max_time(cfg: DictConfig) -> None:
@@ -183,6 +272,67 @@ def check_resume(cfg: DictConfig) -> None:
             f"{path}: trained with {was}; this run has {now}",
             fix="resume with the checkpoint's settings (e.g. model=corruption_aware)",
         )
+    check_resumed_weights(path, checkpoint["state_dict"], cfg)
+    check_epochs_left(path, checkpoint, cfg)
+    check_best_kept(path, checkpoint)
+
+
+def check_resumed_weights(path: Path, saved: Mapping[str, Any], cfg: DictConfig) -> None:
+    """Every weight of the checkpoint fits the model this run builds (Lightning loads them
+    strictly, and says otherwise in a long report once the run has started). The model is
+    built on the meta device: shapes only, no memory, no initialisation."""
+    with torch.device("meta"):
+        model = instantiate(cfg.model)
+    wanted = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    for name, shape in wanted.items():
+        if name not in saved:
+            raise CheckpointError(f"{path}: lacks {name}, a weight of this run's model")
+        if tuple(saved[name].shape) != tuple(shape):
+            raise CheckpointError(
+                f"{path}: its {name} is {tuple(saved[name].shape)}; this run's model's is "
+                f"{tuple(shape)}",
+                fix="resume from a checkpoint that this run's settings wrote (its last.ckpt)",
+            )
+    extra = sorted(set(saved) - set(wanted))
+    if extra:
+        raise CheckpointError(f"{path}: holds {extra[0]}, which this run's model has no place for")
+
+
+def epochs_trained(checkpoint: Mapping[str, Any]) -> int:
+    """How many epochs a training checkpoint has behind it: its fit loop's processed epochs
+    (the epoch it was written in counts once it ended), else its epoch number."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(checkpoint.get("epoch", 0))
+
+
+def check_epochs_left(path: Path, checkpoint: Mapping[str, Any], cfg: DictConfig) -> None:
+    """A run that already reached ``trainer.max_epochs`` has nothing left to train: Lightning
+    would restore it, train nothing and exit as if it had."""
+    limit = setting(cfg, "trainer.max_epochs")
+    done = epochs_trained(checkpoint)
+    if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit <= done:
+        raise CheckpointError(
+            f"{path}: this run already finished its {done} epochs (trainer.max_epochs={limit}); "
+            "raise trainer.max_epochs to train on"
+        )
+
+
+def check_best_kept(path: Path, checkpoint: Mapping[str, Any]) -> None:
+    """The run's best checkpoint must still be there: the resumed run carries it on (see
+    ``RunCheckpoint``), and its test and ``best_epoch`` stand on it."""
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if not (str(key).startswith("ModelCheckpoint") and isinstance(state, Mapping)):
+            continue
+        best = state.get("best_model_path")
+        if state.get("monitor") and best and not Path(best).is_file():
+            raise CheckpointError(
+                f"{path}: the best checkpoint of its run, {best}, is gone; a resumed run "
+                "could not keep its best",
+                fix=f"put it back, or train on from these weights with a fresh schedule: "
+                f"init_from={path}",
+            )
 
 
 def _or_default(value: object, key: str) -> object:
