@@ -54,6 +54,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------- last.ckpt and resuming
 
 
+@pytest.mark.slow
 def test_last_checkpoint_is_each_epoch_and_a_resume_keeps_the_best(
     compose_train, tiny_csv: Path, tmp_path: Path, capsys
 ) -> None:
