@@ -64,6 +64,10 @@ SIGNATURES = {  # the first bytes of each format we read, to tell a damaged file
 KEPT_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 EXACT_CONVERSIONS = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB"}
 RGB_ONLY_MODES = ("CMYK", "YCbCr", "LAB", "HSV")  # no faithful way back to these
+# Pillow formats whose extra frames are parts or views of one picture, not more pictures:
+# a PSD's layers (the first frame is their composite), an MPO's previews or stereo views.
+# TIFF pages are counted by tifffile, which tells a thumbnail page from a picture.
+FRAMES_OF_ONE_PICTURE = ("PSD", "MPO", "TIFF")
 TIFFFILE_PHOTOMETRICS = (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB)
 GREY_OR_RGB_8_BIT = {np.dtype(np.uint8): (1, 3)}
 WRITABLE = {  # the channel counts, per pixel type, that Pillow writes (and reads back) per suffix
@@ -84,8 +88,9 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The pixels of an image file (its first frame), ``(H, W)`` or ``(H, W, C)`` with C in 2-4
-    (alpha last); an image of more than ``max_pixels`` (None: no limit) is refused undecoded."""
+    """The pixels of an image file, ``(H, W)`` or ``(H, W, C)`` with C in 2-4 (alpha last); an
+    image of more than ``max_pixels`` (None: no limit) is refused undecoded, and so is a file of
+    several pictures (an animation, a multi-page TIFF)."""
     path = Path(path)
     kind = _file_kind(path)
     try:
@@ -152,6 +157,7 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
         with _quiet_tifffile(), tifffile.TiffFile(path) as tiff:
             page = tiff.pages.first
             _check_size(path, page.imagewidth, page.imagelength, max_pixels)
+            _check_one_picture(path, _tiff_pictures(tiff), "pages")
             if (
                 page.photometric not in TIFFFILE_PHOTOMETRICS
                 or tifffile.EXTRASAMPLE.ASSOCALPHA in page.extrasamples
@@ -174,6 +180,24 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
             f"{path}: unsupported TIFF layout {axes} {array.shape}; one 2-D image is read per page"
         )
     return array
+
+
+def _tiff_pictures(tiff: tifffile.TiffFile) -> int:
+    """The full-size pages of a TIFF: a reduced-resolution page (a thumbnail, a pyramid level)
+    shows the same picture again, smaller."""
+    if len(tiff.pages) == 1:
+        return 1
+    return sum(1 for page in tiff.pages if not page.is_reduced)
+
+
+def _check_one_picture(path: Path, count: int, what: str) -> None:
+    """Refuse a file of several pictures (an animation, a multi-page TIFF): the tools write one
+    picture per file, and restoring the first alone would lose the others without a word."""
+    if count > 1:
+        raise ImageError(
+            f"{path}: has {count} {what}; denoise restores single pictures "
+            f"(save the {what[:-1]} you want as its own image file)"
+        )
 
 
 @contextmanager
@@ -207,6 +231,8 @@ def _read_with_pillow(path: Path, max_pixels: int | None) -> np.ndarray:
         warnings.simplefilter("ignore")  # e.g. corrupt EXIF: the pixels are what matter here
         with Image.open(path) as image:
             _check_size(path, *image.size, max_pixels)
+            if image.format not in FRAMES_OF_ONE_PICTURE:
+                _check_one_picture(path, getattr(image, "n_frames", 1), "frames")
             stored_as = _raw_mode(image)  # before reading EXIF, which may decode the pixels
             return pillow_pixels(_upright(image, path), path, stored_as)
 
