@@ -74,7 +74,9 @@ def plan_jobs(source: Path, target: Path) -> list[Job]:
         raise ImageError(f"{target}: for a folder input, output must be a folder")
     if target.resolve() == source.resolve():
         raise ImageError(f"{target}: the outputs would overwrite the inputs; choose another folder")
-    files = sorted(path for path in source.iterdir() if path.is_file())
+    # Everything but subfolders: a link that leads nowhere (dangling, or a loop) or a FIFO named
+    # like an image is one failure of the count, as a damaged file is, not left out unseen.
+    files = sorted(path for path in source.iterdir() if not path.is_dir())
     for path in files:
         if not is_image_file(path):
             log.warning(f"skipping {path}: not an image file ({' '.join(IMAGE_SUFFIXES)})")
