@@ -12,7 +12,9 @@ exactly what the old one did, and training decides what the new parts add.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +26,7 @@ from denoise.inference.checkpoints import (
     shipped_weights,
 )
 from denoise.inference.shipped import FACES, SHIPPED_MODELS
-from denoise.models.module import IDENTITY_AT_START
+from denoise.models.module import IDENTITY_AT_START, DenoisingModule
 from denoise.models.unet import UpConvModule
 from denoise.runtime.errors import SettingError
 
@@ -67,7 +69,9 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
     old ones are copied and the new ones feed no old channel (:func:`grow_into`); the parts
     in :data:`IDENTITY_AT_START` it lacks start at zero output."""
     path = init_path(init_from)
-    source = read_checkpoint(path)["state_dict"]
+    checkpoint = read_checkpoint(path)
+    source = checkpoint["state_dict"]
+    design = design_shapes(checkpoint["hyper_parameters"], path)
     target = model.state_dict()
     layouts = channel_layouts(model)
     grown = sorted(name for name in set(target) - set(source) if is_identity_at_start(name))
@@ -90,7 +94,7 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
                 "model computes",
                 fix="warm-start a model of the checkpoint's model.base_channels",
             )
-        elif can_grow(saved.shape, weights.shape):
+        elif can_grow(saved.shape, weights.shape) and saved.shape == design.get(name):
             grow_into(weights, saved, *layouts.get(name.rsplit(".", 1)[0], (0, False)))
             widened.append(name)
         else:
@@ -109,6 +113,23 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
         )
     log.info("Warm start from %s", path)
     return path
+
+
+def design_shapes(hyper_parameters: Mapping[str, Any], path: Path) -> dict[str, torch.Size]:
+    """The shape of every weight of the model that a checkpoint's hyperparameters describe
+    (built on the meta device: no memory, no initialisation). Only a tensor of that shape is a
+    layer of a narrower model of the same design, which growing keeps computing what it did;
+    one of any other shape (a crafted or damaged checkpoint) fits no growing rule, even where
+    it is smaller than this model's in every dimension."""
+    try:
+        with torch.device("meta"):
+            design = DenoisingModule(**hyper_parameters)
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"{path}: not a denoise checkpoint (its hyperparameters build no denoise model: "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        ) from None
+    return {name: tensor.shape for name, tensor in design.state_dict().items()}
 
 
 def is_identity_at_start(name: str) -> bool:
