@@ -4,6 +4,7 @@ the config groups a command's ``--help`` lists."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from importlib.resources import files
 
@@ -21,7 +22,8 @@ def register_resolvers() -> None:
     host memory only for a GPU.
     ``${config_groups:${hydra.runtime.choices}}`` is the help text of a command's groups;
     ``${optuna_trials_left:DB,STUDY,TOTAL}`` the trials a resumed search still runs;
-    ``${folder_name:TEXT}`` TEXT cut to a length every file system takes."""
+    ``${folder_name:TEXT}`` TEXT as one folder name (no path separators) of a length every
+    file system takes."""
     resolvers = {
         "device": device_default,
         "config_groups": config_groups_help,
@@ -42,16 +44,25 @@ def device_default(key: str) -> str | bool:
 
 
 MAX_FOLDER_NAME = 160  # file systems refuse names over 255 bytes; leave room for the job number
+# Characters no folder name may hold (a path separator: "../x" would climb out of the sweep
+# folder; NUL and control characters), written as %XX, the URL way.
+UNSAFE_IN_NAMES = re.compile(r"[/\\\x00-\x1f\x7f%]")
 
 
 def folder_name(text: str) -> str:
-    """``text`` as it is when short; else its start and a hash of the whole, so that long
-    override lists (many overrides, Optuna's long floats) still name distinct folders."""
-    text = str(text)
-    if len(text.encode()) <= MAX_FOLDER_NAME:
-        return text
-    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
-    start = text.encode()[: MAX_FOLDER_NAME - 12].decode(errors="ignore")
+    """``text`` as one folder name: whatever a value holds (``optimized_metric=val/psnr``,
+    ``init_from=../runs/x.ckpt``), the folder lands directly inside the sweep folder. Path
+    separators, control characters (and ``%``, so that a name reads back unambiguously) are
+    written as ``%XX``, and so is a name of dots alone; a long name keeps its start and a hash
+    of the whole, so that long override lists (Optuna's long floats) still name distinct
+    folders."""
+    name = UNSAFE_IN_NAMES.sub(lambda match: f"%{ord(match.group()):02X}", str(text))
+    if name and not name.strip("."):  # "." and "..": this folder and its parent
+        name = name.replace(".", "%2E")
+    if len(name.encode()) <= MAX_FOLDER_NAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    start = name.encode()[: MAX_FOLDER_NAME - 12].decode(errors="ignore")
     return f"{start}-{digest}"
 
 
