@@ -143,6 +143,17 @@ class DenoisingModule(L.LightningModule):
         )
         self.mean_loss = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
 
+    @staticmethod
+    def logged_figures(stage: str) -> list[str]:
+        """What each ``val`` or ``test`` epoch logs, as :meth:`_evaluate` logs it
+        (``val/loss``, ``val/psnr``, ``val/noisy_psnr``, …): the names a run can return to
+        a sweeper (``optimized_metric``)."""
+        return [
+            f"{stage}/loss",
+            *image_metrics(f"{stage}/").keys(),
+            *image_metrics(f"{stage}/noisy_").keys(),
+        ]
+
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         restored = self.net(noisy.contiguous(memory_format=self.memory_format))
         return restored.contiguous()  # 1-3 channels: cheap, and safe for .view() in metrics

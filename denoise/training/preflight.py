@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from denoise.data.settings import check_data_settings
 from denoise.inference.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
 from denoise.models.losses import LOSSES
-from denoise.models.module import ARCHITECTURES
+from denoise.models.module import ARCHITECTURES, DenoisingModule
 from denoise.runtime.distributed import (
     SPAWNING_STRATEGY_PREFIXES,
     externally_launched,
@@ -112,6 +112,10 @@ def check_training_settings(cfg: DictConfig) -> None:
     batch_limit(cfg, "trainer.limit_val_batches", "never validate (the best checkpoint needs it)")
     if cfg.get("test", True):
         batch_limit(cfg, "trainer.limit_test_batches", "test nothing")
+    if setting(cfg, "optimized_metric") is not None:  # what the run returns to a sweeper
+        stages = ("val", "test") if cfg.get("test", True) else ("val",)
+        figures = [name for stage in stages for name in DenoisingModule.logged_figures(stage)]
+        one_of(cfg, "optimized_metric", figures)
     check_loggers(cfg)  # e.g. logger=mlflow without mlflow installed
     check_distributed(cfg)
 
