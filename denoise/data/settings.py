@@ -7,7 +7,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from denoise.data.noise import check_amount
 from denoise.runtime.errors import SettingError
-from denoise.runtime.settings import number_in, one_of, positive_number, setting, whole_number
+from denoise.runtime.settings import (
+    number_in,
+    one_of,
+    positive_number,
+    setting,
+    shown,
+    whole_number,
+)
 
 FER_TARGET = "denoise.data.datamodule.FERDataModule"
 FOLDER_TARGET = "denoise.data.folder.FolderDataModule"
@@ -40,7 +47,7 @@ def check_folder_settings(cfg: DictConfig, prefix: str = "data") -> None:
     for split in ("val", "test"):
         folder = setting(cfg, f"{prefix}.{split}_dir")
         if folder is not None and not _is_path(folder):
-            raise SettingError(f"{prefix}.{split}_dir={folder}: must be a folder (or null)")
+            raise SettingError(f"{prefix}.{split}_dir={shown(folder)}: must be a folder (or null)")
         if folder is None:
             key = f"{prefix}.{split}_share"
             share = number_in(cfg, key, 0.0, 1.0, high_open=True)
@@ -56,7 +63,8 @@ def check_folder_settings(cfg: DictConfig, prefix: str = "data") -> None:
     whole_number(cfg, f"{prefix}.split_seed", minimum=0)
     if not isinstance(setting(cfg, f"{prefix}.recursive"), bool):
         raise SettingError(
-            f"{prefix}.recursive={setting(cfg, f'{prefix}.recursive')}: must be true or false"
+            f"{prefix}.recursive={shown(setting(cfg, f'{prefix}.recursive'))}: "
+            "must be true or false"
         )
     channels = whole_number(cfg, f"{prefix}.channels")
     if channels not in (1, 3):
@@ -89,9 +97,9 @@ def _check_loading_and_noise(cfg: DictConfig, prefix: str) -> None:
     try:
         check_amount(amount)
     except (TypeError, ValueError):
-        shown = "[" + ",".join(map(str, amount)) + "]" if isinstance(amount, list) else amount
         raise SettingError(
-            f"{prefix}.noise.amount={shown}: must be a fraction in [0, 1] or a [low, high] range"
+            f"{prefix}.noise.amount={shown(amount)}: must be a fraction in [0, 1] "
+            "or a [low, high] range"
         ) from None
     number_in(cfg, f"{prefix}.noise.salt_vs_pepper", 0.0, 1.0)
     for key in ("clean_share", "flat_share"):

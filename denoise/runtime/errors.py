@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 FULL_ERROR_VARIABLE = "HYDRA_FULL_ERROR"
 EXIT_STATUS = 1
+QUOTED_LIMIT = 80  # characters of a value quoted in a message (a column name, a setting)
+LINE_LIMIT = 1000  # characters of any line the user reads, whatever a message quotes
 
 
 class UserError(Exception):
@@ -32,17 +34,32 @@ class SettingError(UserError):
     """A configuration value that cannot work, found before any work starts."""
 
 
+def shorten(value: object, limit: int = QUOTED_LIMIT, quote: bool = False) -> str:
+    """``value`` as text of about ``limit`` characters at most, ``repr``-quoted with
+    ``quote``: a longer one keeps its start and end and says its length, e.g.
+    ``'aaaa…aaaa' (200,000,000 characters)``. A message quotes what the user gave, and a
+    column name of a file without line breaks once made a line of 839 MB."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text) if quote else text
+    half = max(limit // 2 - 1, 1)
+    cut = f"{text[:half]}…{text[-half:]}"
+    return f"{repr(cut) if quote else cut} ({len(text):,} characters)"
+
+
 def error_lines(error: BaseException) -> list[str]:
-    """What the user reads: ``error: …`` and, where known, the fix."""
+    """What the user reads: ``error: …`` and, where known, the fix; no line longer than
+    :data:`LINE_LIMIT`, whatever a message quotes."""
     if isinstance(error, OSError) and not isinstance(error, UserError):
         where = error.filename if error.filename is not None else ""
         message = f"{where}: {error.strerror or error}" if where else str(error)
-        return [f"error: {message}"]
-    lines = [f"error: {error}"]
-    fix = getattr(error, "fix", None)
-    if fix:
-        lines.append(fix)
-    return lines
+        lines = [f"error: {message}"]
+    else:
+        lines = [f"error: {error}"]
+        fix = getattr(error, "fix", None)
+        if fix:
+            lines.append(str(fix))
+    return [shorten(line, LINE_LIMIT) for line in lines]
 
 
 def is_user_error(error: BaseException) -> bool:

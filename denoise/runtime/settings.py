@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from denoise.runtime.errors import SettingError
+from denoise.runtime.errors import SettingError, shorten
 
 
 def setting(cfg: DictConfig, key: str) -> Any:
@@ -25,7 +25,7 @@ def whole_number(cfg: DictConfig, key: str, minimum: int = 1, optional: bool = F
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         rule = f"a whole number of at least {minimum}" + (" (or null)" if optional else "")
-        raise SettingError(f"{key}={_shown(value)}: must be {rule}")
+        raise SettingError(f"{key}={shown(value)}: must be {rule}")
     return value
 
 
@@ -43,7 +43,7 @@ def number_in(
         return None
     if not _in_range(value, low, high, high_open):
         interval = _interval(low, high, high_open)
-        raise SettingError(f"{key}={_shown(value)}: must be a number in {interval}")
+        raise SettingError(f"{key}={shown(value)}: must be a number in {interval}")
     return float(value)
 
 
@@ -51,7 +51,7 @@ def positive_number(cfg: DictConfig, key: str) -> float:
     """A finite number above zero (learning rates, times)."""
     value = setting(cfg, key)
     if not _is_number(value) or not 0 < value < math.inf:
-        raise SettingError(f"{key}={_shown(value)}: must be a number above 0")
+        raise SettingError(f"{key}={shown(value)}: must be a number above 0")
     return float(value)
 
 
@@ -63,7 +63,7 @@ def positive_numbers(
     valid = isinstance(value, list) and (bool(value) or allow_empty)
     if not valid or not all(_is_number(v) and 0 < v < math.inf for v in value):
         either = " (or [])" if allow_empty else ""
-        raise SettingError(f"{key}={_shown(value)}: must be a list of {what} above 0{either}")
+        raise SettingError(f"{key}={shown(value)}: must be a list of {what} above 0{either}")
     return [float(v) for v in value]
 
 
@@ -72,7 +72,7 @@ def fractions(cfg: DictConfig, key: str, allow_empty: bool = False) -> list[floa
     value = setting(cfg, key)
     values = value if isinstance(value, list) else [value]
     if (not values and not allow_empty) or not all(_in_range(v, 0.0, 1.0) for v in values):
-        raise SettingError(f"{key}={_shown(value)}: must be a list of numbers in [0, 1]")
+        raise SettingError(f"{key}={shown(value)}: must be a list of numbers in [0, 1]")
     return [float(v) for v in values]
 
 
@@ -81,7 +81,7 @@ def one_of(cfg: DictConfig, key: str, choices: Sequence[Any]) -> Any:
     value = setting(cfg, key)
     if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
         listed = ", ".join(str(choice) for choice in choices)
-        raise SettingError(f"{key}={_shown(value)}: must be one of {listed}")
+        raise SettingError(f"{key}={shown(value)}: must be one of {listed}")
     return value
 
 
@@ -92,13 +92,13 @@ def batch_limit(cfg: DictConfig, key: str, what: str) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not _is_number(value):
-        raise SettingError(f"{key}={_shown(value)}: must be a number of batches or a fraction")
+        raise SettingError(f"{key}={shown(value)}: must be a number of batches or a fraction")
     if value == 0:
         raise SettingError(f"{key}=0: the run would {what}; use at least 1 batch (or null for all)")
     if (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value <= 1):
         return
     raise SettingError(
-        f"{key}={_shown(value)}: must be a whole number of batches >= 1 or a fraction in (0, 1]"
+        f"{key}={shown(value)}: must be a whole number of batches >= 1 or a fraction in (0, 1]"
     )
 
 
@@ -116,12 +116,16 @@ def _interval(low: float, high: float, high_open: bool) -> str:
     return f"[{low:g}, {high:g}{')' if high_open else ']'}"
 
 
-def _shown(value: Any) -> str:
-    """The value as the user typed it on the command line."""
+def shown(value: Any) -> str:
+    """The value as the user typed it on the command line, shortened if it is long."""
+    return shorten(_typed(value))
+
+
+def _typed(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return "[" + ",".join(_shown(v) for v in value) + "]"
+        return "[" + ",".join(_typed(v) for v in value) + "]"
     return str(value)
