@@ -171,7 +171,7 @@ def test_bad_input_stops_with_file_row_and_problem_and_writes_no_cache(
         (
             "binary.csv",
             bytes(range(256)) * 4,
-            r"binary\.csv: (cannot be read as a CSV|missing column)",
+            r"binary\.csv: not a CSV file \(binary data: NUL bytes in its first 4 kB\)",
         ),
     ],
 )

@@ -16,16 +16,19 @@ import logging
 import lzma
 import os
 import warnings
+import zipfile
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
 from denoise.files.atomic import atomic_file
-from denoise.runtime.errors import UserError
+from denoise.runtime.errors import UserError, shorten
+from denoise.runtime.memory import check_fits, gigabytes
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,27 @@ CACHE_FORMAT_VERSION = 1
 REQUIRED_COLUMNS = ("pixels", "Usage")
 PARSE_CHUNK_ROWS = 2048
 FIRST_DATA_ROW = 2  # spreadsheet numbering: the header is row 1
+SNIFF_BYTES = 4096  # text has no NUL byte: binary data has some within its first few kB
+HEADER_LIMIT = 64 * 1024  # the header names a few columns: a longer first line is no header
+LISTED_COLUMNS = 10  # columns a message names of a header it does not accept
+# Parsing holds the text as Python strings: 2.5x the file's size at its peak (FER2013's
+# 296 MB took 0.73 GB over the interpreter's own), counted low.
+PARSE_BYTES_PER_TEXT_BYTE = 2
+# What binary data begins with, for the message (text begins with none of these).
+SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG image data"),
+    (b"\xff\xd8\xff", "JPEG image data"),
+    (b"GIF8", "GIF image data"),
+    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"\xfd7zXZ\x00", "xz-compressed data"),
+    (b"BZh", "bzip2-compressed data"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x93NUMPY", "a NumPy array"),
+)
+# What pandas decompresses, by suffix (it infers compression from the name alone).
+DECOMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+COMPRESSED = (*DECOMPRESSORS, ".zip", ".zst", ".tar")
 
 
 class CSVFormatError(UserError):
@@ -78,6 +102,16 @@ def load_fer_csv(
             check_splits(arrays.usage, splits, path)
             return arrays
     log.info("Parsing %s (once: later runs load the cache)", path)
+    check_text(path)  # before the memory estimate: a file of zero bytes is no text at all
+    if path.suffix not in COMPRESSED:
+        size = path.stat().st_size
+        check_fits(
+            str(path),
+            PARSE_BYTES_PER_TEXT_BYTE * size,
+            "parsing it",
+            f"{gigabytes(size)} of text, held as Python strings while it is parsed",
+            "parse it on a machine with more memory, or train on part of its rows",
+        )
     arrays = parse_fer_csv(path, height, width)
     check_splits(arrays.usage, splits, path)
     if cache_file is not None:
@@ -108,7 +142,8 @@ def check_splits(usage: np.ndarray, splits: Mapping[str, Sequence[str]], path: P
     if unknown.size:
         row = int(unknown[0])
         raise CSVFormatError(
-            f"{path}, row {row + FIRST_DATA_ROW}: Usage {str(usage[row])!r} is not one of "
+            f"{path}, row {row + FIRST_DATA_ROW}: Usage {shorten(usage[row], quote=True)} "
+            f"is not one of "
             f"{', '.join(known)} ({unknown.size} rows have an unknown Usage; "
             "data.splits says which Usage values each split takes)"
         )
@@ -126,8 +161,45 @@ def _check_is_file(path: Path) -> None:
         raise CSVFormatError(f"{path}: no such file")
 
 
+def check_text(path: Path) -> None:
+    """Refuse, from its first bytes, a file that is no CSV: binary data (NUL bytes, a known
+    signature; read through the decompressor its suffix names) or text whose first line is no
+    header. pandas would read a 2 GB file of zero bytes as one column name of 2 GB (19 GB of
+    memory in two minutes) and then quote it whole in its message."""
+    try:
+        with _open_decompressed(path) as handle:
+            head = handle.read(HEADER_LIMIT + 1)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error, zipfile.BadZipFile, IndexError):
+        return  # a broken or mislabelled archive: pandas' own message names the problem
+    kind = next((what for magic, what in SIGNATURES if head.startswith(magic)), None)
+    if kind is not None:
+        fix = None
+        if path.suffix not in COMPRESSED and "compressed" in kind:
+            fix = "a compressed CSV needs the suffix that says how: .gz, .bz2, .xz or .zst"
+        raise CSVFormatError(f"{path}: not a CSV file ({kind})", fix=fix)
+    if b"\x00" in head[:SNIFF_BYTES]:
+        raise CSVFormatError(
+            f"{path}: not a CSV file (binary data: NUL bytes in its first {SNIFF_BYTES // 1024} kB)"
+        )
+    if len(head) > HEADER_LIMIT and b"\n" not in head and b"\r" not in head:
+        raise CSVFormatError(
+            f"{path}: not a FER-style CSV (no line break in its first {HEADER_LIMIT // 1024} kB: "
+            "its first line should be a header naming the columns emotion, pixels and Usage)"
+        )
+
+
+def _open_decompressed(path: Path) -> IO[bytes]:
+    """``path`` for reading bytes as pandas reads it: decompressed by its suffix (the only
+    file of a ``.zip``)."""
+    if path.suffix == ".zip":
+        archive = zipfile.ZipFile(path)
+        return archive.open(archive.namelist()[0])
+    return DECOMPRESSORS.get(path.suffix, open)(path, "rb")
+
+
 def _read_frame(path: Path) -> pd.DataFrame:
     _check_is_file(path)
+    check_text(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
     except UnicodeDecodeError as error:
@@ -141,10 +213,12 @@ def _read_frame(path: Path) -> pd.DataFrame:
     frame.columns = [str(name).strip() for name in frame.columns]
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if missing:
+        found = [shorten(name, quote=True) for name in frame.columns[:LISTED_COLUMNS]]
+        more = len(frame.columns) - LISTED_COLUMNS
+        listed = ", ".join(found) + (f" and {more:,} more" if more > 0 else "")
         raise CSVFormatError(
             f"{path}: missing column {', '.join(repr(name) for name in missing)} "
-            f"(found {', '.join(repr(name) for name in frame.columns)}; "
-            f"a FER-style CSV has 'emotion', 'pixels' and 'Usage')"
+            f"(found {listed}; a FER-style CSV has 'emotion', 'pixels' and 'Usage')"
         )
     return frame
 
@@ -152,10 +226,9 @@ def _read_frame(path: Path) -> pd.DataFrame:
 def _first_undecodable_row(path: Path) -> tuple[int | None, int]:
     """The spreadsheet row (header = 1) of the first line that is not UTF-8, and its bad
     byte, reading the file through the decompressor its suffix names."""
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix, open)
     if path.suffix == ".zip":
         return None, 0
-    with opener(path, "rb") as handle:
+    with _open_decompressed(path) as handle:
         for number, line in enumerate(handle, start=1):
             try:
                 line.decode("utf-8")
@@ -221,7 +294,7 @@ def _raise_first_non_integer(rows: Sequence[str], start: int, path: Path) -> Non
     for offset, row in enumerate(rows):
         for token in row.split(" "):
             if not (token.isascii() and token.isdigit()):
-                shown = repr(token) if token else "an empty field"
+                shown = shorten(token, quote=True) if token else "an empty field"
                 raise CSVFormatError(
                     f"{path}, row {start + offset + FIRST_DATA_ROW}: pixel value {shown} "
                     "is not an integer in 0-255"
