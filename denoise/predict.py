@@ -44,7 +44,7 @@ from denoise.inference.shipped import (
     model_views,
     shipped_model,
 )
-from denoise.inference.tiling import default_tiling, denoise_image
+from denoise.inference.tiling import check_tiling_memory, default_tiling, denoise_image
 from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import UserError, require_settings, user_errors
 from denoise.runtime.settings import one_of, whole_number
@@ -136,6 +136,7 @@ def predict(cfg: DictConfig) -> list[Path]:
             try:
                 array = read_image(job.source, max_pixels)
                 check_writable(job.target, array)  # before the model's work, not after
+                check_tiling_memory(job.source, model, array.shape, **tiling, error=ImageError)
                 started = time.perf_counter()
                 write_image(job.target, denoise_array(model, array, **tiling))
             except ImageError as error:

@@ -27,6 +27,7 @@ from denoise.runtime.errors import is_user_error, user_errors
 from denoise.runtime.job_share import claim_share
 from denoise.runtime.machine import describe_machine, precision_note
 from denoise.training.callbacks import MetricHistory
+from denoise.training.memory import check_network_size
 from denoise.training.preflight import (
     check_resume,
     check_shards,
@@ -97,6 +98,7 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
     datamodule.setup("fit")
     splits = ("val", "test") if cfg.get("test", True) else ("val",)
     check_shards({split: len(datamodule.datasets[split]) for split in splits}, world_size(cfg))
+    check_network_size(cfg, len(datamodule.datasets["train"]))  # a whole batch, now it is known
     log.info(precision_note(cfg.trainer.precision))
     history = MetricHistory()
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]

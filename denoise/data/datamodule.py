@@ -14,6 +14,7 @@ belong to the images, drawn for the whole split), and draws training noise of it
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from denoise.data.noise import (
     flatten_some,
     sample_salt_and_pepper,
 )
+from denoise.runtime.memory import check_fits
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,14 @@ class NoisyImageDataModule(L.LightningDataModule):
         """Noise codes for a validation or test split, the same in every epoch and run."""
         side = self.image_size
         shape = (self.channels, side or images.shape[-2], side or images.shape[-1])
+        needed = len(images) * math.prod(shape)  # one byte per pixel
+        check_fits(
+            self.source,
+            needed,
+            "fixing the noise of its validation and test images",
+            f"{len(images)} noise codes of {'x'.join(map(str, shape))}, one byte per pixel",
+            "use smaller images (data.image_size)",
+        )
         return fixed_noise_codes(
             len(images), shape, self.noise.amount, self.noise.salt_vs_pepper, seed
         )

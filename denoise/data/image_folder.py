@@ -29,6 +29,7 @@ from PIL import Image
 from denoise.files.atomic import atomic_file
 from denoise.files.images import from_unit_float, read_image, to_unit_float
 from denoise.runtime.errors import UserError
+from denoise.runtime.memory import check_fits, gigabytes
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,9 @@ def load_image_folder(
     files = list_images(folder, recursive, key)
     names = tuple(path.relative_to(folder).as_posix() for path in files)
     cache_file = _cache_file(folder, files, names, cache_dir, channels) if cache_dir else None
-    if cache_file is not None and cache_file.exists():
+    cached = cache_file is not None and cache_file.exists()
+    _check_memory(folder, files, channels, cache_file if cached else None, key)
+    if cached:
         try:
             images = _read_cache(cache_file, names)
         except (OSError, ValueError, KeyError, zlib.error) as error:
@@ -126,6 +129,35 @@ def load_image_folder(
         _write_cache(cache_file, names, images)
         log.info("Cached %d images of %s in %s", len(images), folder, cache_file)
     return FolderImages(folder, names, images)
+
+
+def _check_memory(
+    folder: Path, files: Sequence[Path], channels: int, cache_file: Path | None, key: str
+) -> None:
+    """Refuse a folder whose images would not fit in memory once decoded, before decoding
+    them: the cache's size where there is one (it is stored uncompressed), else the sizes in
+    the files' headers, twice (the decoded images, and the cache's one buffer of them)."""
+    if cache_file is not None:
+        needed = cache_file.stat().st_size
+        what, detail = "loading its images from the cache", "its decoded pixels"
+    else:
+        needed = 2 * channels * sum(_header_pixels(path) for path in files)
+        what = f"decoding its {len(files)} images"
+        detail = (
+            f"{gigabytes(needed / 2)} of {MODES[channels]} pixels, twice as the cache is written"
+        )
+    grey = ", or grey ones (data.channels=1)" if channels > 1 else ""
+    check_fits(str(folder), needed, what, detail, f"train on fewer or smaller images ({key}){grey}")
+
+
+def _header_pixels(path: Path) -> int:
+    """Width times height as the file's header says (Pillow reads no pixels to say it); 0
+    where it cannot tell: decoding says what is wrong with the file."""
+    try:
+        with Image.open(path) as image:
+            return image.width * image.height
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 0
 
 
 def decode_image(path: Path, channels: int) -> np.ndarray:

@@ -25,13 +25,16 @@ noise, the shipped model: 43.4 dB whole, 46.5 dB in 48 px tiles without overlap,
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from tqdm import tqdm
 
+from denoise.models.footprint import FLOAT_BYTES, inference_bytes
 from denoise.models.module import DenoisingModule
-from denoise.runtime.errors import SettingError
+from denoise.runtime.errors import SettingError, UserError
+from denoise.runtime.memory import check_fits, gigabytes
 
 # 4 reference tiles of 512 px take about 0.8 GB on the CPU; 256 tiles of 48 px far less.
 REFERENCE_TILING = {"tile_size": 512, "overlap": 64, "batch_size": 4}
@@ -47,6 +50,8 @@ NATURAL_TILING = {"tile_size": 128, "overlap": 16, "batch_size": 32}
 # this long (a 3-megapixel photo: about 1 min on 2 CPU cores with the natural model's 8 views).
 PROGRESS_TILES = 64
 PROGRESS_DELAY_S = 2.0
+# The image as float planes: the model's input, the NaN-filled output, the result's copy.
+IMAGE_COPIES = 3
 
 
 def default_tiling(model: DenoisingModule) -> dict[str, int]:
@@ -96,6 +101,54 @@ def tile_spans(size: int, tile_size: int, overlap: int, multiple: int = 1) -> li
         stop = min(start + step + 2 * margin, size)
         spans.append(Span(start, stop, keep_start, min(keep_start + step, size)))
     return spans
+
+
+def check_tiling_memory(
+    path: Path,
+    model: DenoisingModule,
+    image_shape: tuple[int, ...],
+    tile_size: int,
+    overlap: int,
+    batch_size: int,
+    error: type[UserError] = UserError,
+) -> None:
+    """Refuse, as ``error`` naming ``path``, an image of ``image_shape`` (H, W[, C]) whose
+    tiles would not fit the model's device, or whose float planes would not fit the CPU's
+    memory: ``tile_size=1000000`` makes a 40-megapixel photo one tile (some 20 GB of
+    activations for the reference U-Net)."""
+    height, width = image_shape[:2]
+    channels = image_shape[2] if len(image_shape) > 2 else 1
+    multiple = model.net.size_multiple
+    rows = tile_spans(height, tile_size, overlap, multiple)
+    columns = tile_spans(width, tile_size, overlap, multiple)
+    tile_h = max(span.stop - span.start for span in rows)
+    tile_w = max(span.stop - span.start for span in columns)
+    images = channels if model.hparams.in_channels == 1 else 1
+    batch = min(batch_size, images * len(rows) * len(columns))
+    hparams = model.hparams
+    activations = inference_bytes(hparams.base_channels, hparams.depth, tile_h, tile_w, batch)
+    activations = activations * model.dtype.itemsize // FLOAT_BYTES
+    planes = IMAGE_COPIES * FLOAT_BYTES * max(channels, hparams.in_channels) * height * width
+    subject = f"{path}: tile_size={tile_size}, batch_size={batch_size}"
+    tiles = f"{batch} tile{'s' if batch != 1 else ''} of {tile_h}x{tile_w} px"
+    check_fits(
+        subject,
+        activations,
+        "denoising it",
+        f"the network's activations for {tiles}",
+        "use a smaller tile_size or batch_size",
+        str(model.device),
+        error,
+    )
+    check_fits(
+        str(path),
+        planes,
+        f"denoising this {width}x{height} image",
+        f"{gigabytes(planes)} as float planes",
+        "lower max_pixels to refuse such images from their header",
+        "cpu",
+        error,
+    )
 
 
 def denoise_image(

@@ -37,6 +37,7 @@ from denoise.runtime.settings import (
     setting,
     whole_number,
 )
+from denoise.training.memory import check_network_size
 from denoise.training.tracking import check_loggers
 
 # The hyperparameters that shape the network: a checkpoint resumes only into the same ones.
@@ -118,6 +119,7 @@ def check_training_settings(cfg: DictConfig) -> None:
         one_of(cfg, "optimized_metric", figures)
     check_loggers(cfg)  # e.g. logger=mlflow without mlflow installed
     check_distributed(cfg)
+    check_network_size(cfg)  # model.depth for the images; the memory of a training step
 
 
 def check_seed(cfg: DictConfig) -> None:
