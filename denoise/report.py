@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import math
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from denoise.files.atomic import atomic_file
 from denoise.files.outputs import absolute
+from denoise.files.reading import read_text
+from denoise.runtime.errors import UserError
 from denoise.training.summary import DIED, SUMMARY_FILE, read_summary
 
 log = logging.getLogger(__name__)
@@ -85,7 +88,11 @@ class Job:
     amount: float | None = None  # data.noise.amount; the midpoint of a [low, high] range
     amount_is_range: bool = False
     summary: dict[str, Any] | None = None
-    summary_readable: bool = True
+    summary_problem: str | None = None  # why it is unreadable, e.g. "… is a FIFO (named pipe)"
+
+    @property
+    def summary_readable(self) -> bool:
+        return self.summary_problem is None
 
 
 # ---------------------------------------------------------------- reading a sweep folder
@@ -96,7 +103,9 @@ def job_folders(sweep_dir: Path) -> list[Path]:
     folders = [
         path
         for path in sweep_dir.iterdir()
-        if (path / ".hydra" / "overrides.yaml").is_file() or (path / SUMMARY_FILE).is_file()
+        # lexists: a summary.json that is no regular file (a FIFO) is a job to report on
+        if os.path.lexists(path / ".hydra" / "overrides.yaml")
+        or os.path.lexists(path / SUMMARY_FILE)
     ]
     return sorted(folders, key=_job_order)
 
@@ -108,36 +117,42 @@ def _job_order(folder: Path) -> tuple[int, str]:
 
 def read_job(folder: Path) -> Job:
     """Never raises: a half-written or foreign file becomes a row that says so."""
-    summary, readable = _read_summary(folder)
+    summary, problem = _read_summary(folder)
     overrides = _read_overrides(folder / ".hydra" / "overrides.yaml")
     if not overrides and summary and isinstance(summary.get("overrides"), list):
         overrides = [str(item) for item in summary["overrides"]]
     amount, is_range = _read_amount(folder / ".hydra" / "config.yaml")
-    return Job(folder, overrides, amount, is_range, summary, readable)
+    return Job(folder, overrides, amount, is_range, summary, problem)
 
 
-def _read_summary(folder: Path) -> tuple[dict[str, Any] | None, bool]:
-    """The job's summary and whether it could be read (a missing one counts as readable)."""
+def _read_summary(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The job's summary, and why it could not be read (a missing one counts as readable)."""
     try:
         summary = read_summary(folder)
-    except (OSError, ValueError):
-        return None, False
-    if summary is None:
-        return None, True
-    return (summary, True) if isinstance(summary, dict) else (None, False)
+    except (OSError, ValueError, UserError) as error:
+        return None, str(error)
+    if summary is None or isinstance(summary, dict):
+        return summary, None
+    return None, f"{folder / SUMMARY_FILE}: not a valid run record (not a JSON object)"
+
+
+def _load_yaml(path: Path) -> Any:
+    """A job's ``.hydra`` record, read only if it is a regular file (a FIFO would block)
+    and parsed safely: a YAML tag (``!!python/object/apply``) is an error, never run."""
+    return OmegaConf.create(read_text(path))
 
 
 def _read_overrides(path: Path) -> list[str]:
     try:
-        overrides = OmegaConf.load(path)
-    except Exception:  # absent or not YAML: the summary's copy stands in
+        overrides = _load_yaml(path)
+    except Exception:  # absent, no regular file, or not YAML: the summary's copy stands in
         return []
     return [str(item) for item in overrides] if isinstance(overrides, ListConfig) else []
 
 
 def _read_amount(path: Path) -> tuple[float | None, bool]:
     try:
-        amount = OmegaConf.select(OmegaConf.load(path), AMOUNT_KEY)
+        amount = OmegaConf.select(_load_yaml(path), AMOUNT_KEY)
     except Exception:  # absent, not YAML, or an interpolation this file cannot resolve
         return None, False
     if isinstance(amount, ListConfig) and len(amount) == 2:
@@ -314,6 +329,7 @@ def write_report(sweep_dir: str | Path) -> str:
             handle.write(text)
     written = [REPORT_MD, REPORT_CSV]
     notes = [] if jobs else [f"No job folders in {sweep_dir}."]
+    notes += [f"Unreadable summary: {job.summary_problem}" for job in jobs if job.summary_problem]
     if _write_plot(jobs, sweep_dir / REPORT_PLOT):
         written.append(REPORT_PLOT)
     else:

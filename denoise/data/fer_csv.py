@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from denoise.files.atomic import atomic_file
+from denoise.files.reading import regular_file
 from denoise.runtime.errors import UserError, shorten
 from denoise.runtime.memory import check_fits, gigabytes
 
@@ -155,10 +156,8 @@ def check_splits(usage: np.ndarray, splits: Mapping[str, Sequence[str]], path: P
 
 
 def _check_is_file(path: Path) -> None:
-    if path.is_dir():
-        raise CSVFormatError(f"{path}: is a folder; data.csv_path takes a FER-style CSV file")
-    if not path.is_file():
-        raise CSVFormatError(f"{path}: no such file")
+    folder = "is a folder; data.csv_path takes a FER-style CSV file"
+    regular_file(path, CSVFormatError, folder=folder)
 
 
 def check_text(path: Path) -> None:

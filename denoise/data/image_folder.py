@@ -153,6 +153,8 @@ def _check_memory(
 def _header_pixels(path: Path) -> int:
     """Width times height as the file's header says (Pillow reads no pixels to say it); 0
     where it cannot tell: decoding says what is wrong with the file."""
+    if not path.is_file():  # a FIFO would block the open: decoding names what it is
+        return 0
     try:
         with Image.open(path) as image:
             return image.width * image.height

@@ -43,6 +43,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from denoise.files.atomic import atomic_file
+from denoise.files.reading import regular_file
 from denoise.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
 def _file_kind(path: Path) -> str | None:
     """The format the file's first bytes name (None: none we know), after the checks that need
     no decoder: a missing file, a folder, an empty file."""
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file")
-    if path.exists() and not path.is_file():  # a pipe or a device: reading it could block
-        raise ImageError(f"{path}: not an image file (not a regular file)")
+    regular_file(path, ImageError, folder="is a folder, not an image file")
     try:
         with path.open("rb") as handle:
             head = handle.read(8)
@@ -421,10 +419,7 @@ def _has_alpha(array: np.ndarray) -> bool:
 
 def check_input_output(source: Path, target: Path) -> None:
     """Fail before any work on a file-to-file command whose paths cannot work."""
-    if not source.exists():
-        raise ImageError(f"{source}: no such file")
-    if source.is_dir():
-        raise ImageError(f"{source}: is a folder; this command takes an image file")
+    regular_file(source, ImageError, folder="is a folder; this command takes an image file")
     if target.is_dir():
         raise ImageError(
             f"{target}: is a folder; for one input image, name the output file "

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from denoise.files.atomic import atomic_file
+from denoise.files.reading import read_text
 from denoise.runtime.distributed import is_rank_zero_process
+from denoise.runtime.errors import UserError
 from denoise.runtime.machine import process_is_alive
 
 log = logging.getLogger(__name__)
@@ -112,9 +114,15 @@ def active_summary() -> RunSummary | None:
 
 def read_summary(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The summary a run wrote, or None if it wrote none; a "running" run whose process is
-    gone reads as died (see ``judge_liveness``)."""
+    gone reads as died (see ``judge_liveness``). Anything but a regular file of JSON there
+    (a FIFO would block the reader) is a UserError naming it."""
     path = Path(output_dir) / SUMMARY_FILE
-    return judge_liveness(json.loads(path.read_text())) if path.exists() else None
+    if not os.path.lexists(path):
+        return None
+    try:
+        return judge_liveness(json.loads(read_text(path)))
+    except ValueError as error:
+        raise UserError(f"{path}: not a valid run record (not JSON: {error})") from None
 
 
 def judge_liveness(summary: Any, now: datetime | None = None) -> Any:
