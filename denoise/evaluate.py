@@ -33,7 +33,12 @@ from denoise.data.noise import UNTOUCHED, apply_salt_and_pepper
 from denoise.data.settings import check_data_settings
 from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
 from denoise.files.plots import image_rows, line_panels
-from denoise.inference.checkpoints import PRECISIONS, load_denoiser, resolve_checkpoint
+from denoise.inference.checkpoints import (
+    PRECISIONS,
+    load_denoiser,
+    pick_device,
+    resolve_checkpoint,
+)
 from denoise.inference.shipped import (
     AUTO,
     SHIPPED_NAMES,
@@ -317,6 +322,7 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     check_data_settings(cfg)
     one_of(cfg, "split", tuple(cfg.data.get("splits") or ("train", "val", "test")))
     one_of(cfg, "precision", PRECISIONS)
+    pick_device(cfg.device)
     check_self_ensemble(cfg)
     one_of(cfg, "weights", (AUTO, *SHIPPED_NAMES))
     densities = fractions(cfg, "densities")

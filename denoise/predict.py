@@ -37,7 +37,12 @@ from denoise.files.images import (
     write_image,
 )
 from denoise.files.outputs import absolute
-from denoise.inference.checkpoints import PRECISIONS, load_denoiser, resolve_checkpoint
+from denoise.inference.checkpoints import (
+    PRECISIONS,
+    load_denoiser,
+    pick_device,
+    resolve_checkpoint,
+)
 from denoise.inference.shipped import (
     SHIPPED_NAMES,
     check_self_ensemble,
@@ -115,6 +120,7 @@ def predict(cfg: DictConfig) -> list[Path]:
     whole_number(cfg, "overlap", minimum=0, optional=True)
     whole_number(cfg, "batch_size", optional=True)
     one_of(cfg, "precision", PRECISIONS)
+    pick_device(cfg.device)
     views = check_self_ensemble(cfg)
     weights = one_of(cfg, "weights", SHIPPED_NAMES)
     source, target = Path(cfg.input), Path(cfg.output)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from denoise.files.reading import regular_file
 from denoise.inference.shipped import FACES, SHIPPED_MODELS, shipped_model
 from denoise.models.module import DenoisingModule
 from denoise.models.self_ensemble import check_view_count
-from denoise.runtime.errors import UserError
+from denoise.runtime.errors import SettingError, UserError
 from denoise.runtime.machine import bf16_is_fast
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # (init_from=shipped, bench); every shipped model is in denoise/inference/shipped.py.
 SHIPPED_WEIGHTS = SHIPPED_MODELS[FACES].weights
 REQUIRED_KEYS = ("state_dict", "hyper_parameters")
+DEVICE_TYPES = ("cpu", "cuda")
 
 
 class CheckpointError(UserError):
@@ -35,13 +38,30 @@ class CheckpointError(UserError):
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` takes the GPU when there is one."""
+    """``auto`` takes the GPU when there is one; ``cpu``, ``cuda`` and ``cuda:N`` must exist
+    here. Commands call it with their settings checks: a missing GPU is one line before any
+    work, not an assertion from deep inside torch once the model is built."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError as error:
-        raise UserError(f"device={device}: not a device ({error})") from None
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        chosen = None
+    if chosen is None or chosen.type not in DEVICE_TYPES:
+        raise SettingError(f"device={device}: must be auto, cpu, cuda or cuda:N")
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SettingError(
+                f"device={device}: this machine has no CUDA GPU; "
+                "use device=cpu (or leave device unset)"
+            )
+        if chosen.index is not None and chosen.index >= count:
+            raise SettingError(
+                f"device={device}: this machine has {count} CUDA GPU{'s' if count > 1 else ''} "
+                f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})"
+            )
+    return chosen
 
 
 def resolve_checkpoint(ckpt_path: str | os.PathLike | None, weights: str = FACES) -> Path:
@@ -49,12 +69,18 @@ def resolve_checkpoint(ckpt_path: str | os.PathLike | None, weights: str = FACES
     An explicit ``ckpt_path`` wins; without one, the shipped model named ``weights``."""
     if not ckpt_path:
         return shipped_weights(weights)
-    path = Path(ckpt_path).expanduser()
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; ckpt_path takes a .ckpt file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    return path
+    return checkpoint_file(Path(ckpt_path).expanduser())
+
+
+def checkpoint_file(path: Path) -> Path:
+    """``path`` if it is a checkpoint file to read: not missing, a folder, a FIFO or a
+    device (:func:`regular_file`)."""
+    return regular_file(
+        path,
+        CheckpointError,
+        missing="no such checkpoint",
+        folder="is a folder; ckpt_path takes a .ckpt file",
+    )
 
 
 def shipped_weights(name: str, path_key: str = "ckpt_path", name_key: str = "weights") -> Path:
@@ -77,7 +103,7 @@ def shipped_weights(name: str, path_key: str = "ckpt_path", name_key: str = "wei
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """The contents of a checkpoint this project wrote, loaded without running any code."""
-    path = Path(path)
+    path = checkpoint_file(Path(path))
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: not a denoise checkpoint (the file is empty)")
     try:
@@ -101,7 +127,28 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     ]
     if missing:
         raise CheckpointError(f"{path}: not a denoise checkpoint (no {' and no '.join(missing)})")
+    for key in REQUIRED_KEYS:
+        if not isinstance(checkpoint[key], Mapping):
+            kind = type(checkpoint[key]).__name__
+            raise CheckpointError(
+                f"{path}: not a denoise checkpoint (its {key} is a {kind}, not a mapping)"
+            )
+    check_finite(checkpoint["state_dict"], path)
     return checkpoint
+
+
+def check_finite(state_dict: Mapping[str, Any], path: Path) -> None:
+    """Refuse weights that hold NaN or infinity (a diverged training saves them without a
+    word): the model would turn every picture black. One pass over each tensor."""
+    for name, tensor in state_dict.items():
+        if not torch.is_tensor(tensor) or not tensor.is_floating_point():
+            continue
+        if bool(torch.isfinite(tensor).all()):
+            continue
+        what = "NaN" if bool(torch.isnan(tensor).any()) else "infinite"
+        raise CheckpointError(
+            f"{path}: not a usable checkpoint ({name} holds {what} values: the training diverged?)"
+        )
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> DenoisingModule:
