@@ -11,7 +11,9 @@ the wall time and the machine, and the run's validation and test figures.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,9 @@ import yaml
 from omegaconf import DictConfig
 
 from denoise import CONFIG_PATH
-from denoise.files.atomic import atomic_file
+from denoise.files.atomic import atomic_files
 from denoise.files.outputs import absolute, human_size
+from denoise.files.reading import read_text
 from denoise.inference.checkpoints import model_from_checkpoint, read_checkpoint, resolve_checkpoint
 from denoise.runtime.errors import SettingError, UserError, require_settings, user_errors
 from denoise.runtime.machine import describe_machine
@@ -43,12 +46,13 @@ def training_card(run_dir: Path) -> dict[str, Any]:
         state = "no summary.json" if summary is None else f"status {summary.get('status')!r}"
         raise UserError(f"{run_dir}: not a completed training run ({state})")
     hydra_dir = run_dir / ".hydra"
-    if not (hydra_dir / "overrides.yaml").is_file() or not (hydra_dir / "config.yaml").is_file():
+    records = (hydra_dir / "overrides.yaml", hydra_dir / "config.yaml")
+    if not all(os.path.lexists(record) for record in records):
         raise UserError(f"{run_dir}: no .hydra/config.yaml and overrides.yaml: not a run folder")
-    overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []
+    overrides = run_overrides(records[0])
     return {
         "command": shlex.join(["python", "-m", "denoise.train", *overrides]),
-        "config": (hydra_dir / "config.yaml").read_text(),
+        "config": read_text(records[1]),
         "wall_time_s": summary.get("wall_time_s"),
         "epochs": summary.get("epochs_completed"),
         "machine": summary.get("machine")
@@ -58,6 +62,36 @@ def training_card(run_dir: Path) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "started_from": parent_card(summary.get("warm_started_from")),
     }
+
+
+def run_overrides(path: Path) -> list[str]:
+    """The command-line overrides a run recorded: a YAML list of strings, parsed safely (a
+    YAML tag such as ``!!python/object/apply`` is refused, never run)."""
+    try:
+        overrides = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as error:
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        raise UserError(f"{path}: not a valid run record ({problem})") from None
+    overrides = [] if overrides is None else overrides
+    if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+        raise UserError(f"{path}: not a valid run record (not a list of key=value overrides)")
+    return overrides
+
+
+def own_file(run_dir: Path, path: Path) -> Path | None:
+    """The file of the run folder that ``path`` is (by name, symbolic or hard link), if any:
+    an export over it would destroy the run it is made from."""
+    if not path.exists():
+        return None
+    target = path.stat()
+    for folder, _, names in os.walk(run_dir):
+        for name in names:
+            candidate = Path(folder, name)
+            with suppress(OSError):
+                found = candidate.stat()
+                if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+                    return candidate
+    return None
 
 
 def parent_card(path: str | None) -> dict[str, Any] | None:
@@ -78,9 +112,9 @@ def slim_checkpoint(checkpoint: dict[str, Any], card: dict[str, Any]) -> dict[st
     return {**{key: checkpoint[key] for key in KEPT_KEYS if key in checkpoint}, CARD_KEY: card}
 
 
-def card_markdown(card: dict[str, Any], weights: Path, parameters: int) -> str:
-    """The model card a person reads beside the weights."""
-    megabytes = weights.stat().st_size / 1e6
+def card_markdown(card: dict[str, Any], weights: Path, size: int, parameters: int) -> str:
+    """The model card a person reads beside the weights (``size`` bytes)."""
+    megabytes = size / 1e6
     minutes = (card["wall_time_s"] or 0) / 60
     lines = [
         f"# {weights.name}",
@@ -136,18 +170,29 @@ def export(cfg: DictConfig) -> Path:
         raise SettingError(f"checkpoint={cfg.checkpoint}: must be one of {', '.join(CHECKPOINTS)}")
     source = resolve_checkpoint(run_dir / "checkpoints" / f"{cfg.checkpoint}.ckpt")
     output = Path(cfg.output).expanduser()
+    card_path = output.with_suffix(".md")
     if output.is_dir() or output.suffix != ".ckpt":
         raise SettingError(f"output={cfg.output}: name a .ckpt file to write")
+    if card_path.is_dir():
+        raise SettingError(f"output={cfg.output}: {card_path}, its model card, is a folder")
+    for path, what in ((output, ""), (card_path, "its model card ")):
+        taken = own_file(run_dir, path)
+        if taken is not None:
+            raise SettingError(
+                f"output={cfg.output}: {what}would replace the run's own "
+                f"{taken.relative_to(run_dir)}; choose another output path"
+            )
     card = training_card(run_dir)
     checkpoint = read_checkpoint(source)
     model = model_from_checkpoint(checkpoint, source)
     log.info("Exporting %s to %s", absolute(source), absolute(output))
-    with atomic_file(output, mode="wb") as handle:
-        torch.save(slim_checkpoint(checkpoint, card), handle)
     parameters = sum(parameter.numel() for parameter in model.parameters())
-    card_path = output.with_suffix(".md")
-    with atomic_file(card_path, mode="w") as handle:
-        handle.write(card_markdown(card, output, parameters))
+    with atomic_files() as files:  # the weights and their card: both, or neither
+        with files.add(output) as handle:
+            torch.save(slim_checkpoint(checkpoint, card), handle)
+            written = handle.tell()
+        with files.add(card_path, mode="w") as handle:
+            handle.write(card_markdown(card, output, written, parameters))
     size = human_size(output.stat().st_size)
     log.info("Wrote %s (%s) and its model card %s", absolute(output), size, absolute(card_path))
     return output
