@@ -17,10 +17,11 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from denoise import CONFIG_PATH
 from denoise.data.noise import Amount, add_salt_and_pepper
+from denoise.data.settings import noise_amount
 from denoise.files.images import (
     check_input_output,
     describe,
@@ -31,7 +32,7 @@ from denoise.files.images import (
 )
 from denoise.files.outputs import absolute
 from denoise.runtime.errors import require_settings, user_errors
-from denoise.runtime.settings import whole_number
+from denoise.runtime.settings import number_in, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,17 @@ def add_noise(cfg: DictConfig) -> Path:
     """Write a noisy copy of ``cfg.input`` to ``cfg.output``; return the output path."""
     require_settings(cfg, USAGE)
     max_pixels = whole_number(cfg, "max_pixels", optional=True)
+    amount = noise_amount(cfg, "amount")
+    salt_vs_pepper = number_in(cfg, "salt_vs_pepper", 0.0, 1.0)
+    seed = whole_number(cfg, "seed", minimum=0)
     source, target = Path(cfg.input), Path(cfg.output)
     check_input_output(source, target)
     if target.suffix.lower() in LOSSY_SUFFIXES:
         log.warning(f"{target}: JPEG compression blurs the noise; .png keeps it exact")
     log.info(f"Adding noise to {absolute(source)} into {absolute(target)}")
     array = read_image(source, max_pixels)
-    amount = OmegaConf.to_object(cfg.amount) if OmegaConf.is_config(cfg.amount) else cfg.amount
-    write_image(target, noisy_array(array, amount, float(cfg.salt_vs_pepper), int(cfg.seed)))
-    log.info(f"{source} -> {target} ({describe(array)}, amount {amount}, seed {cfg.seed})")
+    write_image(target, noisy_array(array, amount, salt_vs_pepper, seed))
+    log.info(f"{source} -> {target} ({describe(array)}, amount {amount}, seed {seed})")
     log.info(f"Noisy image written to {absolute(target)}")
     return target
 

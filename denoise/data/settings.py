@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from denoise.data.noise import check_amount
+from denoise.data.noise import Amount, check_amount
 from denoise.runtime.errors import SettingError
 from denoise.runtime.settings import (
     number_in,
@@ -93,17 +93,23 @@ def _check_loading_and_noise(cfg: DictConfig, prefix: str) -> None:
     whole_number(cfg, f"{prefix}.batch_size")
     whole_number(cfg, f"{prefix}.eval_batch_size", optional=True)
     whole_number(cfg, f"{prefix}.num_workers", minimum=0)
-    amount = setting(cfg, f"{prefix}.noise.amount")
-    try:
-        check_amount(amount)
-    except (TypeError, ValueError):
-        raise SettingError(
-            f"{prefix}.noise.amount={shown(amount)}: must be a fraction in [0, 1] "
-            "or a [low, high] range"
-        ) from None
+    noise_amount(cfg, f"{prefix}.noise.amount")
     number_in(cfg, f"{prefix}.noise.salt_vs_pepper", 0.0, 1.0)
     for key in ("clean_share", "flat_share"):
         number_in(cfg, f"{prefix}.noise.{key}", 0.0, 1.0, optional=True)
     if setting(cfg, f"{prefix}.noise.density_power") is not None:
         positive_number(cfg, f"{prefix}.noise.density_power")
     whole_number(cfg, f"{prefix}.noise.seed", minimum=0)
+
+
+def noise_amount(cfg: DictConfig, key: str) -> Amount:
+    """A noise amount: a fraction in [0, 1] or a ``[low, high]`` range of them (training's
+    ``data.noise.amount``, ``add_noise``'s ``amount``)."""
+    amount = setting(cfg, key)
+    try:
+        check_amount(amount)
+    except (TypeError, ValueError):
+        raise SettingError(
+            f"{key}={shown(amount)}: must be a fraction in [0, 1] or a [low, high] range"
+        ) from None
+    return amount
