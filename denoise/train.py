@@ -20,10 +20,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from denoise import CONFIG_PATH
-from denoise.files.outputs import absolute, discard_unused_output_dir, folder_listing
+from denoise.files.outputs import (
+    absolute,
+    discard_unused_output_dir,
+    folder_listing,
+    is_sweep_job,
+)
 from denoise.inference.checkpoints import read_checkpoint
 from denoise.runtime.distributed import is_rank_zero_process, rank_overrides
-from denoise.runtime.errors import is_user_error, user_errors
+from denoise.runtime.errors import UserError, is_user_error, user_errors
 from denoise.runtime.job_share import claim_share
 from denoise.runtime.machine import describe_machine, precision_note
 from denoise.training.callbacks import MetricHistory
@@ -52,10 +57,15 @@ def train(cfg: DictConfig) -> float | None:
     rank_zero = is_rank_zero_process()
     if rank_zero:
         log.info("This run writes into %s", absolute(output_dir))
-    check_training_settings(cfg)
-    check_resume(cfg)
-    check_init_from(cfg.get("init_from"), cfg.model.architecture)
     summary = RunSummary(output_dir)
+    try:
+        check_training_settings(cfg)
+        check_resume(cfg)
+        check_init_from(cfg.get("init_from"), cfg.model.architecture)
+    except UserError as error:
+        if is_sweep_job():  # the job's folder stays: its summary says why it never started
+            summary.update(status="failed", overrides=_task_overrides(), error=str(error))
+        raise
     started = time.perf_counter()
     summary.update(
         status="running",

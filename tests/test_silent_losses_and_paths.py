@@ -26,7 +26,7 @@ from denoise.files.outputs import discard_run_record
 from denoise.inference.checkpoints import CheckpointError
 from denoise.models.module import DenoisingModule
 from denoise.predict import predict
-from denoise.report import REPORT_CSV, collect_jobs
+from denoise.report import REPORT_CSV, collect_jobs, job_status
 from denoise.runtime.resolvers import MAX_FOLDER_NAME, folder_name
 from denoise.training.warm_start import warm_start
 
@@ -222,6 +222,7 @@ def test_a_value_that_climbs_out_is_one_line_and_its_job_stays_in_the_sweep(
     sweep = tmp_path / "sweep"
     (job,) = collect_jobs(sweep)  # what the report lists
     assert job.folder.parent == sweep and "..%2F..%2F..%2F..%2FX" in job.folder.name
+    assert job_status(job).startswith("failed: optimized_metric=../../../../X: must be one of")
     outside = {name for name in _written(tmp_path) if not name.startswith("sweep/")}
     assert outside == {"tiny.csv"}  # no data read, nothing above the sweep
 

@@ -97,6 +97,11 @@ def discard_run_record(
     return not folder.exists()
 
 
+def is_sweep_job() -> bool:
+    """Whether this process runs one job of a Hydra ``-m`` sweep (whose folder stays)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def discard_unused_output_dir() -> None:
     """After a user error: a single run's folder that holds only its record goes (with the
     parents the run made for it); a sweep's job folder stays, so that the sweep report shows

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from omegaconf import DictConfig
 
 from denoise.data.settings import check_data_settings
+from denoise.files.outputs import is_sweep_job
 from denoise.inference.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
 from denoise.models.losses import LOSSES
 from denoise.models.module import ARCHITECTURES, DenoisingModule
@@ -220,7 +219,7 @@ def check_distributed(cfg: DictConfig) -> None:
     line again (``_SubprocessScriptLauncher``), and in multirun mode that command is the
     whole sweep, which then runs again in every extra process, into a sweep folder of its
     own."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if not is_sweep_job():
         return
     strategy = setting(cfg, "trainer.strategy")
     if isinstance(strategy, Mapping):  # a strategy object: spawns if its start_method says so
