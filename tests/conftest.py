@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +48,40 @@ def child_env(*unset: str) -> dict[str, str]:
     """This environment for a subprocess test: this checkout importable, ``unset`` removed."""
     env = {key: value for key, value in os.environ.items() if key not in unset}
     return {**env, "PYTHONPATH": str(REPO)}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+@contextmanager
+def killed_when(
+    command: list[str], cwd: Path, condition: Callable[[], bool], timeout: float, what: str
+) -> Iterator[subprocess.Popen]:
+    """Run ``command`` in the background until ``condition`` holds (it must not end first),
+    yield it still running, then SIGKILL it as a power cut would; its output goes to
+    ``cwd/command.out``. Never leaves the process behind, whatever the test does."""
+    log = cwd / "command.out"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=cwd, env=child_env(), stdout=out, stderr=out)
+    try:
+
+        def reached() -> bool:
+            assert process.poll() is None, log.read_text()[-3000:]
+            return condition()
+
+        wait_until(reached, timeout, what)
+        yield process
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def smooth_images(count: int, height: int = 48, width: int = 48, seed: int = 0) -> np.ndarray:

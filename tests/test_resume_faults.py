@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
-from conftest import TINY_MODEL, child_env, train_command
+from conftest import TINY_MODEL, killed_when, train_command
 from test_bad_input import user_error
 
 from denoise.train import train
@@ -123,20 +120,12 @@ def test_a_run_killed_after_its_second_epoch_resumes_where_it_stopped(
         f"hydra.run.dir={killed}",
     )
     last = killed / "checkpoints" / "last.ckpt"
-    with (tmp_path / "train.out").open("w") as out:
-        process = subprocess.Popen(command, cwd=tmp_path, env=child_env(), stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 120
-        while not (last.exists() and _epoch(last) >= 1):  # renamed into place: whole or absent
-            assert process.poll() is None, (tmp_path / "train.out").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no second epoch after 120 s"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+
+    def second_epoch_ended() -> bool:  # last.ckpt is renamed into place: whole or absent
+        return last.exists() and _epoch(last) >= 1
+
+    with killed_when(command, tmp_path, second_epoch_ended, 120, "second epoch"):
+        pass  # killed as soon as it ended
     stopped = _epoch(last)  # the last epoch that ended; the one under way is lost
     assert read_summary(killed)["status"] == "died"
 

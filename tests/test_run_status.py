@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from typing import Any, ClassVar
 
 import lightning as L
 import pytest
-from conftest import REPO, TINY_MODEL
+from conftest import TINY_MODEL, killed_when, wait_until
 
 from denoise import report
 from denoise.train import train
@@ -46,13 +45,6 @@ def running(process: dict[str, Any], beat: datetime | None = None) -> dict[str, 
     return {"status": "running", "process": process, "heartbeat": beat.isoformat()}
 
 
-def _wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.1)
-
-
 # ---------------------------------------------------------------- a real run, killed
 
 
@@ -74,24 +66,13 @@ def test_a_run_killed_with_sigkill_reads_as_died_with_the_epochs_it_completed(
         *FAST,
         *TINY_MODEL,
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with (tmp_path / "train.out").open("w") as out:
-        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
-    try:
 
-        def one_epoch_recorded() -> bool:
-            assert process.poll() is None, (tmp_path / "train.out").read_text()[-3000:]
-            path = run_dir / SUMMARY_FILE
-            return path.exists() and json.loads(path.read_text()).get("epochs_completed", 0) > 0
+    def one_epoch_recorded() -> bool:
+        path = run_dir / SUMMARY_FILE
+        return path.exists() and json.loads(path.read_text()).get("epochs_completed", 0) > 0
 
-        _wait_for(one_epoch_recorded, timeout=90, what="epoch in summary.json")
+    with killed_when(command, tmp_path, one_epoch_recorded, 90, "epoch in summary.json") as process:
         assert read_summary(run_dir)["status"] == "running"  # alive: not judged dead
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
     summary = read_summary(run_dir)
     assert summary["status"] == "died"
@@ -126,7 +107,7 @@ def test_a_live_run_records_its_process_and_beats_until_it_ends(tmp_path: Path) 
 
     with summary.alive():
         assert active_summary() is summary
-        _wait_for(lambda: len(beats) >= 3, timeout=10, what="third heartbeat")
+        wait_until(lambda: len(beats) >= 3, timeout=10, what="third heartbeat")
         written = read_summary(tmp_path)
         assert written["status"] == "running" and "died_reason" not in written
 
@@ -162,7 +143,7 @@ def test_a_killed_process_reads_as_died_before_and_after_it_is_reaped() -> None:
         assert judge_liveness(summary, now=NOW)["status"] == "running"
         child.kill()
         stat = Path(f"/proc/{child.pid}/stat")
-        _wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", 10, "zombie")
+        wait_until(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", 10, "zombie")
         assert judge_liveness(summary, now=NOW)["died_reason"].endswith(f"pid {child.pid} gone")
     finally:
         child.kill()

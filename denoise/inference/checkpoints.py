@@ -151,17 +151,26 @@ def check_finite(state_dict: Mapping[str, Any], path: Path) -> None:
         )
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> DenoisingModule:
-    """The model a checkpoint describes, with its weights; a checkpoint of another project or
-    of a mismatched model is a CheckpointError, not a state-dict traceback."""
-    hyper_parameters = dict(checkpoint["hyper_parameters"])
+def model_from_hyper_parameters(
+    hyper_parameters: Mapping[str, Any], path: str | os.PathLike
+) -> DenoisingModule:
+    """The untrained model a checkpoint's hyperparameters describe (on the current default
+    device: ``meta`` builds it without memory); hyperparameters of another project are a
+    CheckpointError naming the checkpoint."""
     try:
-        model = DenoisingModule(**hyper_parameters)
+        return DenoisingModule(**hyper_parameters)
     except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(
             f"{path}: not a denoise checkpoint (its hyperparameters build no denoise model: "
             f"{_first_line(error)})"
         ) from None
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> DenoisingModule:
+    """The model a checkpoint describes, with its weights; a checkpoint of another project or
+    of a mismatched model is a CheckpointError, not a state-dict traceback."""
+    hyper_parameters = dict(checkpoint["hyper_parameters"])
+    model = model_from_hyper_parameters(hyper_parameters, path)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (RuntimeError, KeyError, TypeError) as error:

@@ -21,12 +21,13 @@ from torch import nn
 
 from denoise.inference.checkpoints import (
     CheckpointError,
+    model_from_hyper_parameters,
     read_checkpoint,
     resolve_checkpoint,
     shipped_weights,
 )
 from denoise.inference.shipped import FACES, SHIPPED_MODELS
-from denoise.models.module import IDENTITY_AT_START, DenoisingModule
+from denoise.models.module import IDENTITY_AT_START
 from denoise.models.unet import UpConvModule
 from denoise.runtime.errors import SettingError
 
@@ -121,14 +122,8 @@ def design_shapes(hyper_parameters: Mapping[str, Any], path: Path) -> dict[str, 
     layer of a narrower model of the same design, which growing keeps computing what it did;
     one of any other shape (a crafted or damaged checkpoint) fits no growing rule, even where
     it is smaller than this model's in every dimension."""
-    try:
-        with torch.device("meta"):
-            design = DenoisingModule(**hyper_parameters)
-    except (TypeError, ValueError, KeyError) as error:
-        raise CheckpointError(
-            f"{path}: not a denoise checkpoint (its hyperparameters build no denoise model: "
-            f"{str(error).splitlines()[0] if str(error) else type(error).__name__})"
-        ) from None
+    with torch.device("meta"):
+        design = model_from_hyper_parameters(hyper_parameters, path)
     return {name: tensor.shape for name, tensor in design.state_dict().items()}
 
 
