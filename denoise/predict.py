@@ -37,6 +37,7 @@ from denoise.files.images import (
     write_image,
 )
 from denoise.files.outputs import absolute
+from denoise.files.reading import regular_file
 from denoise.inference.checkpoints import (
     PRECISIONS,
     load_denoiser,
@@ -70,9 +71,8 @@ class Job(NamedTuple):
 
 def plan_jobs(source: Path, target: Path) -> list[Job]:
     """Every (input, output) pair, checked before the model loads."""
-    if not source.exists():
-        raise ImageError(f"{source}: no such file or folder")
-    if not source.is_dir():
+    if not source.is_dir():  # a link loop, a FIFO: said as what it is
+        regular_file(source, ImageError, missing="no such file or folder")
         check_input_output(source, target)
         return [Job(source, target)]
     if target.is_file() or (not target.exists() and is_image_file(target)):

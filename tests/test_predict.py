@@ -509,6 +509,12 @@ def test_paths_that_cannot_work_fail_before_any_work(checkpoint: Path, tmp_path:
     (tmp_path / "folder").mkdir()
     with pytest.raises(UserError, match=r"missing\.png: no such file or folder"):
         run_predict(checkpoint, tmp_path / "missing.png", tmp_path / "clean.png")
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    with pytest.raises(UserError, match=r"loop\.png: symbolic link loop$"):
+        run_predict(checkpoint, tmp_path / "loop.png", tmp_path / "clean.png")
+    os.mkfifo(tmp_path / "pipe.png")  # never opened: opening would block
+    with pytest.raises(UserError, match=r"pipe\.png: is a FIFO \(named pipe\), not a file$"):
+        run_predict(checkpoint, tmp_path / "pipe.png", tmp_path / "clean.png")
     with pytest.raises(UserError, match=r"folder: is a folder; .* name the output file"):
         run_predict(checkpoint, source, tmp_path / "folder")
     with pytest.raises(ImageError, match=r"clean\.txt: not an image file name"):
