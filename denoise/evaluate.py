@@ -46,9 +46,9 @@ from denoise.inference.shipped import (
     model_views,
     pick_weights,
 )
+from denoise.models.denoiser import Denoiser as TrainedModel
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
-from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import SettingError, user_errors
 from denoise.runtime.settings import fractions, number_in, one_of, whole_number
 
@@ -196,7 +196,7 @@ def noise_seed(seed: int, density: float) -> int:
     return seed + round(density * 1_000_000)
 
 
-def model_label(model: DenoisingModule) -> str:
+def model_label(model: TrainedModel) -> str:
     """The model's name in tables and plots: which architecture it is."""
     architecture = model.hparams.get("architecture", "unet")
     return {"unet": "U-Net", "corruption_aware": "corruption-aware U-Net"}.get(
@@ -208,7 +208,7 @@ class ModelDenoiser:
     """Batched inference on the model's device, results back on the input's device; it also
     hands over the model's noise decision, for the error breakdown."""
 
-    def __init__(self, model: DenoisingModule, batch_size: int) -> None:
+    def __init__(self, model: TrainedModel, batch_size: int) -> None:
         self.model = model
         self.batch_size = batch_size
 

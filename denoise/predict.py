@@ -51,7 +51,7 @@ from denoise.inference.shipped import (
     shipped_model,
 )
 from denoise.inference.tiling import check_tiling_memory, default_tiling, denoise_image
-from denoise.models.module import DenoisingModule
+from denoise.models.denoiser import Denoiser
 from denoise.runtime.errors import UserError, require_settings, user_errors
 from denoise.runtime.settings import one_of, whole_number
 
@@ -91,14 +91,14 @@ def plan_jobs(source: Path, target: Path) -> list[Job]:
     return jobs
 
 
-def denoise_array(model: DenoisingModule, array: np.ndarray, **tiling: int) -> np.ndarray:
+def denoise_array(model: Denoiser, array: np.ndarray, **tiling: int) -> np.ndarray:
     """The restored image, in the size, layout and pixel type of ``array``."""
     planes, alpha = image_to_tensor(array)
     restored = denoise_image(model, planes, **tiling)
     return tensor_to_image(restored, array.dtype, alpha)
 
 
-def model_tiling(cfg: DictConfig, model: DenoisingModule, shipped: str | None) -> dict[str, int]:
+def model_tiling(cfg: DictConfig, model: Denoiser, shipped: str | None) -> dict[str, int]:
     """``tile_size``, ``overlap`` and ``batch_size``: each as set, or where null the shipped
     model's own (``shipped``: its name), or for a checkpoint of your own its architecture's."""
     defaults = shipped_model(shipped).tiling if shipped else default_tiling(model)

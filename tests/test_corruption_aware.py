@@ -15,7 +15,8 @@ from denoise.models.corruption_aware import (
 )
 from denoise.models.losses import NegativePSNRLoss, NegativePSNRWithL1Loss, make_loss
 from denoise.models.metrics import image_metrics
-from denoise.models.module import DenoisingModule, build_network
+from denoise.models.module import DenoisingModule
+from denoise.models.networks import build_network
 
 KERNELS = [gaussian_kernel(sigma) for sigma in (1.0, 2.0, 4.0, 8.0)]
 

@@ -18,7 +18,8 @@ import torch
 
 from denoise.files.reading import regular_file
 from denoise.inference.shipped import FACES, SHIPPED_MODELS, shipped_model
-from denoise.models.module import DenoisingModule
+from denoise.models.denoiser import Denoiser
+from denoise.models.networks import Design
 from denoise.models.self_ensemble import check_view_count
 from denoise.runtime.errors import SettingError, UserError
 from denoise.runtime.machine import bf16_is_fast
@@ -153,12 +154,13 @@ def check_finite(state_dict: Mapping[str, Any], path: Path) -> None:
 
 def model_from_hyper_parameters(
     hyper_parameters: Mapping[str, Any], path: str | os.PathLike
-) -> DenoisingModule:
+) -> Denoiser:
     """The untrained model a checkpoint's hyperparameters describe (on the current default
-    device: ``meta`` builds it without memory); hyperparameters of another project are a
-    CheckpointError naming the checkpoint."""
+    device: ``meta`` builds it without memory), as a plain :class:`Denoiser`: inference needs
+    no Lightning. Hyperparameters of another project are a CheckpointError naming the
+    checkpoint."""
     try:
-        return DenoisingModule(**hyper_parameters)
+        return Denoiser(Design(**hyper_parameters))
     except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(
             f"{path}: not a denoise checkpoint (its hyperparameters build no denoise model: "
@@ -166,7 +168,7 @@ def model_from_hyper_parameters(
         ) from None
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> DenoisingModule:
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Denoiser:
     """The model a checkpoint describes, with its weights; a checkpoint of another project or
     of a mismatched model is a CheckpointError, not a state-dict traceback."""
     hyper_parameters = dict(checkpoint["hyper_parameters"])
@@ -188,7 +190,7 @@ def load_denoiser(
     precision: str = "fp32",
     weights: str = FACES,
     views: int = 1,
-) -> DenoisingModule:
+) -> Denoiser:
     """A checkpoint's model (without ``ckpt_path``: the shipped model named ``weights``) in eval
     mode (dropout off, BatchNorm on its running statistics), denoising in ``precision``
     (``auto``: see :func:`inference_precision`), averaged over ``views`` flips and rotations

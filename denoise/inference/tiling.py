@@ -31,8 +31,8 @@ from typing import NamedTuple
 import torch
 from tqdm import tqdm
 
+from denoise.models.denoiser import Denoiser
 from denoise.models.footprint import FLOAT_BYTES, inference_bytes
-from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import SettingError, UserError
 from denoise.runtime.memory import check_fits, gigabytes
 
@@ -54,7 +54,7 @@ PROGRESS_DELAY_S = 2.0
 IMAGE_COPIES = 3
 
 
-def default_tiling(model: DenoisingModule) -> dict[str, int]:
+def default_tiling(model: Denoiser) -> dict[str, int]:
     """``tile_size``, ``overlap`` and ``batch_size`` (tiles at once) that suit the model's
     architecture (see the module's notes)."""
     if model.hparams.get("architecture") == "corruption_aware":
@@ -105,7 +105,7 @@ def tile_spans(size: int, tile_size: int, overlap: int, multiple: int = 1) -> li
 
 def check_tiling_memory(
     path: Path,
-    model: DenoisingModule,
+    model: Denoiser,
     image_shape: tuple[int, ...],
     tile_size: int,
     overlap: int,
@@ -152,7 +152,7 @@ def check_tiling_memory(
 
 
 def denoise_image(
-    model: DenoisingModule,
+    model: Denoiser,
     image: torch.Tensor,
     tile_size: int = 512,
     overlap: int = 64,
@@ -199,7 +199,7 @@ def _image_output(restored: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def _denoise_tiled(
-    model: DenoisingModule, inputs: torch.Tensor, tile_size: int, overlap: int, batch_size: int
+    model: Denoiser, inputs: torch.Tensor, tile_size: int, overlap: int, batch_size: int
 ) -> torch.Tensor:
     """Denoise every tile of every image in ``inputs``, batching tiles of equal shape."""
     count, _, height, width = inputs.shape

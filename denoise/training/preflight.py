@@ -21,7 +21,8 @@ from denoise.data.settings import check_data_settings
 from denoise.files.outputs import is_sweep_job
 from denoise.inference.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
 from denoise.models.losses import LOSSES
-from denoise.models.module import ARCHITECTURES, DenoisingModule
+from denoise.models.module import DenoisingModule
+from denoise.models.networks import ARCHITECTURES
 from denoise.runtime.distributed import (
     SPAWNING_STRATEGY_PREFIXES,
     externally_launched,

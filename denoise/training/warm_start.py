@@ -27,7 +27,7 @@ from denoise.inference.checkpoints import (
     shipped_weights,
 )
 from denoise.inference.shipped import FACES, SHIPPED_MODELS
-from denoise.models.module import IDENTITY_AT_START
+from denoise.models.networks import IDENTITY_AT_START
 from denoise.models.unet import UpConvModule
 from denoise.runtime.errors import SettingError
 
