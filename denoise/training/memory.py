@@ -1,7 +1,6 @@
 """Whether a training run's network fits its images and its memory, from the settings alone:
-``model.depth=100`` once padded 48x48 faces towards 2**99 pixels until the kernel's OOM
-killer stopped it at 23 GB, and ``model.base_channels=100000`` asks for 92 TB of weights.
-Both are refused before anything is allocated (see :mod:`denoise.models.footprint`)."""
+a depth whose deepest level is under one pixel, or a width whose weights exceed the machine,
+is refused before anything is allocated (see :mod:`denoise.models.footprint`)."""
 
 from __future__ import annotations
 
