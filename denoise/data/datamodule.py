@@ -50,7 +50,8 @@ class NoiseSettings:
     ``clean_share``, ``flat_share`` and ``density_power`` shape training only (validation
     and test keep the plain ``amount``): the share of training images left noise-free, the
     share replaced by all-black or all-white images, and how much more often low densities
-    of a range are drawn.
+    of a range are drawn. ``pixel_share`` (every split) is the share of colour images whose
+    noise hits all channels of a pixel at once rather than each channel on its own.
     """
 
     amount: Amount = 0.02
@@ -59,6 +60,7 @@ class NoiseSettings:
     clean_share: float = 0.0
     flat_share: float = 0.0
     density_power: float = 1.0
+    pixel_share: float = 0.0
 
     def __post_init__(self) -> None:
         check_amount(self.amount)
@@ -125,14 +127,23 @@ def to_model_input(images: torch.Tensor, image_size: int | None, channels: int) 
 
 
 def fixed_noise_codes(
-    count: int, shape: Sequence[int], amount: Amount, salt_vs_pepper: float, seed: int
+    count: int,
+    shape: Sequence[int],
+    amount: Amount,
+    salt_vs_pepper: float,
+    seed: int,
+    pixel_share: float = 0.0,
 ) -> torch.Tensor:
     """Noise codes for ``count`` images of ``shape`` (C, H, W), fixed by ``seed``: drawn in
     chunks of a set size, so they do not depend on batch sizes or on who asks."""
     generator = torch.Generator().manual_seed(seed)
     chunks = [
         sample_salt_and_pepper(
-            (min(NOISE_CHUNK, count - start), *shape), amount, salt_vs_pepper, generator
+            (min(NOISE_CHUNK, count - start), *shape),
+            amount,
+            salt_vs_pepper,
+            generator,
+            pixel_share=pixel_share,
         )
         for start in range(0, count, NOISE_CHUNK)
     ]
@@ -198,8 +209,9 @@ class NoisyImageDataModule(L.LightningDataModule):
             f"{len(images)} noise codes of {'x'.join(map(str, shape))}, one byte per pixel",
             "use smaller images (data.image_size)",
         )
+        noise = self.noise
         return fixed_noise_codes(
-            len(images), shape, self.noise.amount, self.noise.salt_vs_pepper, seed
+            len(images), shape, noise.amount, noise.salt_vs_pepper, seed, noise.pixel_share
         )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -253,6 +265,7 @@ class NoisyImageDataModule(L.LightningDataModule):
                 generator,
                 clean_share=self.noise.clean_share,
                 density_power=self.noise.density_power,
+                pixel_share=self.noise.pixel_share,
             )
         return {"clean": clean, "noisy": apply_salt_and_pepper(clean, codes)}
 

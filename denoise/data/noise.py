@@ -38,6 +38,7 @@ def sample_salt_and_pepper(
     device: torch.device | str | None = None,
     clean_share: float = 0.0,
     density_power: float = 1.0,
+    pixel_share: float = 0.0,
 ) -> torch.Tensor:
     """Draw uint8 noise codes for a batch of shape ``(N, C, H, W)``.
 
@@ -47,6 +48,11 @@ def sample_salt_and_pepper(
     images is left untouched (density exactly 0, which a continuous range never draws):
     a blind model must learn that clean input exists. ``density_power`` above 1 draws
     the low densities of a range more often (``low + (high - low) * u ** power``).
+
+    Each channel of a pixel is hit on its own (what MATLAB's ``imnoise`` does to an RGB
+    array), except in a ``pixel_share`` of the images, where the first channel's codes hit
+    every channel of the pixel at once (a black or white pixel, as a camera's dead or stuck
+    pixels show): a colour model meets both.
     """
     if not 0.0 <= salt_vs_pepper <= 1.0:
         raise ValueError(f"salt_vs_pepper must lie in [0, 1], got {salt_vs_pepper}")
@@ -64,6 +70,9 @@ def sample_salt_and_pepper(
     corrupted = torch.rand(shape, generator=generator, device=device) < density
     salt = torch.rand(shape, generator=generator, device=device) < salt_vs_pepper
     codes = corrupted.to(torch.uint8) * torch.where(salt, SALT, PEPPER).to(torch.uint8)
+    if pixel_share > 0.0 and len(shape) > 1 and shape[1] > 1:  # drawn only when asked
+        whole = torch.rand(per_image, generator=generator, device=device) < pixel_share
+        codes = torch.where(whole, codes[:, :1].expand_as(codes), codes)
     return codes
 
 

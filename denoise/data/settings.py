@@ -95,7 +95,7 @@ def _check_loading_and_noise(cfg: DictConfig, prefix: str) -> None:
     whole_number(cfg, f"{prefix}.num_workers", minimum=0)
     noise_amount(cfg, f"{prefix}.noise.amount")
     number_in(cfg, f"{prefix}.noise.salt_vs_pepper", 0.0, 1.0)
-    for key in ("clean_share", "flat_share"):
+    for key in ("clean_share", "flat_share", "pixel_share"):
         number_in(cfg, f"{prefix}.noise.{key}", 0.0, 1.0, optional=True)
     if setting(cfg, f"{prefix}.noise.density_power") is not None:
         positive_number(cfg, f"{prefix}.noise.density_power")

@@ -7,6 +7,10 @@ zero weights; a wider one (``model.base_channels`` above the checkpoint's) keeps
 channels and adds new ones that no old channel reads from yet; new attention blocks or a
 refinement stage keep their zero-output start. So the grown network starts out computing
 exactly what the old one did, and training decides what the new parts add.
+
+A colour corruption-aware model can start from a grey one (:func:`spread_over_channels`): it
+then restores every channel as the grey model restores the channels' mean, and training
+teaches it what one channel says about another.
 """
 
 from __future__ import annotations
@@ -71,9 +75,13 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
     in :data:`IDENTITY_AT_START` it lacks start at zero output."""
     path = init_path(init_from)
     checkpoint = read_checkpoint(path)
-    source = checkpoint["state_dict"]
-    design = design_shapes(checkpoint["hyper_parameters"], path)
+    source, hyper_parameters = checkpoint["state_dict"], checkpoint["hyper_parameters"]
     target = model.state_dict()
+    channels = int(getattr(model, "hparams", {}).get("in_channels", 1))
+    if hyper_parameters.get("in_channels", 1) == 1 and channels > 1:
+        source, hyper_parameters = spread_over_channels(source, hyper_parameters, channels, path)
+        log.info("Warm start: the grey model's planes spread over %d channels", channels)
+    design = design_shapes(hyper_parameters, path)
     layouts = channel_layouts(model)
     grown = sorted(name for name in set(target) - set(source) if is_identity_at_start(name))
     missing = sorted(set(target) - set(source) - set(grown))
@@ -114,6 +122,38 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
         )
     log.info("Warm start from %s", path)
     return path
+
+
+# The planes the corruption-aware networks read and write, one per image channel each, in the
+# order CorruptionAwareUNet concatenates and splits them.
+BACKBONE_IN, BACKBONE_OUT = "net.backbone.encoder.0.0.weight", "net.backbone.output"
+REFINER_IN, REFINER_OUT = "net.refiner.encoder.0.0.weight", "net.refiner.output"
+
+
+def spread_over_channels(
+    source: Mapping[str, torch.Tensor],
+    hyper_parameters: Mapping[str, Any],
+    channels: int,
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A grey corruption-aware model's weights and design for ``channels`` channels: each
+    first conv reads every kind of plane (noisy, candidates, guess, …) as its mean over the
+    channels, and each output plane (correction, keep) goes to every channel."""
+    if hyper_parameters.get("architecture") != "corruption_aware" or BACKBONE_IN not in source:
+        raise CheckpointError(
+            f"{path}: a grey model warm-starts a colour one only for the corruption_aware design",
+            fix="warm-start from a checkpoint of the same data.channels",
+        )
+    state = dict(source)
+    for name in (BACKBONE_IN, REFINER_IN):
+        if name in state:  # input planes kind by kind: [kind 0 of each channel, kind 1 …]
+            state[name] = state[name].repeat_interleave(channels, dim=1) / channels
+    for prefix in (BACKBONE_OUT, REFINER_OUT):
+        for name in (f"{prefix}.weight", f"{prefix}.bias"):
+            if name in state:
+                state[name] = state[name].repeat_interleave(channels, dim=0)
+    grown = {**hyper_parameters, "in_channels": channels, "out_channels": channels}
+    return state, grown
 
 
 def design_shapes(hyper_parameters: Mapping[str, Any], path: Path) -> dict[str, torch.Size]:
