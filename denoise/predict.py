@@ -12,162 +12,17 @@ counts them.
 
 from __future__ import annotations
 
-import logging
-import time
-from pathlib import Path
-from typing import NamedTuple
-
-import hydra
-import numpy as np
 from omegaconf import DictConfig
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from denoise import CONFIG_PATH
-from denoise.files.images import (
-    IMAGE_SUFFIXES,
-    ImageError,
-    check_input_output,
-    check_writable,
-    describe,
-    image_to_tensor,
-    is_image_file,
-    read_image,
-    tensor_to_image,
-    write_image,
-)
-from denoise.files.outputs import absolute
-from denoise.files.reading import regular_file
-from denoise.inference.checkpoints import (
-    PRECISIONS,
-    load_denoiser,
-    pick_device,
-    resolve_checkpoint,
-)
-from denoise.inference.shipped import (
-    SHIPPED_NAMES,
-    check_self_ensemble,
-    model_views,
-    shipped_model,
-)
-from denoise.inference.tiling import check_tiling_memory, default_tiling, denoise_image
-from denoise.models.denoiser import Denoiser
-from denoise.runtime.errors import UserError, require_settings, user_errors
-from denoise.runtime.settings import one_of, whole_number
-
-log = logging.getLogger(__name__)
-
-USAGE = (
-    "python -m denoise.predict input=IMAGE_OR_FOLDER output=PATH "
-    "[weights=natural|faces] [ckpt_path=CHECKPOINT]"
-)
-LISTED_FAILURES = 5  # file names in the final count line; each failure has its own warning
+from denoise.runtime.cli import command
+from denoise.runtime.errors import user_errors
 
 
-class Job(NamedTuple):
-    source: Path
-    target: Path
-
-
-def plan_jobs(source: Path, target: Path) -> list[Job]:
-    """Every (input, output) pair, checked before the model loads."""
-    if not source.is_dir():  # a link loop, a FIFO: said as what it is
-        regular_file(source, ImageError, missing="no such file or folder")
-        check_input_output(source, target)
-        return [Job(source, target)]
-    if target.is_file() or (not target.exists() and is_image_file(target)):
-        raise ImageError(f"{target}: for a folder input, output must be a folder")
-    if target.resolve() == source.resolve():
-        raise ImageError(f"{target}: the outputs would overwrite the inputs; choose another folder")
-    # Everything but subfolders: a link that leads nowhere (dangling, or a loop) or a FIFO named
-    # like an image is one failure of the count, as a damaged file is, not left out unseen.
-    files = sorted(path for path in source.iterdir() if not path.is_dir())
-    for path in files:
-        if not is_image_file(path):
-            log.warning(f"skipping {path}: not an image file ({' '.join(IMAGE_SUFFIXES)})")
-    jobs = [Job(path, target / path.name) for path in files if is_image_file(path)]
-    if not jobs:
-        raise ImageError(f"{source}: no image file in this folder ({' '.join(IMAGE_SUFFIXES)})")
-    return jobs
-
-
-def denoise_array(model: Denoiser, array: np.ndarray, **tiling: int) -> np.ndarray:
-    """The restored image, in the size, layout and pixel type of ``array``."""
-    planes, alpha = image_to_tensor(array)
-    restored = denoise_image(model, planes, **tiling)
-    return tensor_to_image(restored, array.dtype, alpha)
-
-
-def model_tiling(cfg: DictConfig, model: Denoiser, shipped: str | None) -> dict[str, int]:
-    """``tile_size``, ``overlap`` and ``batch_size``: each as set, or where null the shipped
-    model's own (``shipped``: its name), or for a checkpoint of your own its architecture's."""
-    defaults = shipped_model(shipped).tiling if shipped else default_tiling(model)
-    return {
-        key: default if cfg[key] is None else int(cfg[key]) for key, default in defaults.items()
-    }
-
-
-def predict(cfg: DictConfig) -> list[Path]:
-    """Denoise ``cfg.input`` (a file or a folder) into ``cfg.output``; return the files written.
-
-    In folder mode a file that cannot be read or written is reported and skipped, and the
-    others are still denoised; the command then fails with the count, so that a script
-    notices (the files that did work are kept).
-    """
-    require_settings(cfg, USAGE)
-    max_pixels = whole_number(cfg, "max_pixels", optional=True)
-    whole_number(cfg, "tile_size", optional=True)
-    whole_number(cfg, "overlap", minimum=0, optional=True)
-    whole_number(cfg, "batch_size", optional=True)
-    one_of(cfg, "precision", PRECISIONS)
-    pick_device(cfg.device)
-    views = check_self_ensemble(cfg)
-    weights = one_of(cfg, "weights", SHIPPED_NAMES)
-    source, target = Path(cfg.input), Path(cfg.output)
-    jobs = plan_jobs(source, target)
-    path = resolve_checkpoint(cfg.ckpt_path, weights)
-    shipped = None if cfg.ckpt_path else weights  # an explicit ckpt_path wins over weights
-    used = f"the shipped {shipped} model ({path.name})" if shipped else str(absolute(path))
-    log.info(f"Denoising {absolute(source)} into {absolute(target)} with {used}")
-    model = load_denoiser(path, cfg.device, cfg.precision, views=model_views(views, shipped))
-    tiling = model_tiling(cfg, model, shipped)
-    log.info(
-        f"Tiles of {tiling['tile_size']} px, {tiling['overlap']} px of overlap, "
-        f"{tiling['batch_size']} at once"
-    )
-    folder_mode = source.is_dir()
-    written, failed = [], []
-    with logging_redirect_tqdm():
-        for job in tqdm(jobs, desc="denoising", unit="image", disable=not folder_mode):
-            try:
-                array = read_image(job.source, max_pixels)
-                check_writable(job.target, array)  # before the model's work, not after
-                check_tiling_memory(job.source, model, array.shape, **tiling, error=ImageError)
-                started = time.perf_counter()
-                write_image(job.target, denoise_array(model, array, **tiling))
-            except ImageError as error:
-                if not folder_mode:
-                    raise
-                log.warning(f"skipping {error}")
-                failed.append(job.source.name)
-                continue
-            seconds = time.perf_counter() - started
-            log.info(f"{job.source} -> {job.target} ({describe(array)}, {seconds:.1f} s)")
-            written.append(job.target)
-    if not folder_mode:
-        log.info(f"Denoised image written to {absolute(target)}")
-        return written
-    summary = f"{len(written)} of {len(jobs)} images denoised into {absolute(target)}"
-    if failed:
-        names = ", ".join(failed[:LISTED_FAILURES])
-        more = f" and {len(failed) - LISTED_FAILURES} more" if len(failed) > LISTED_FAILURES else ""
-        raise UserError(f"{summary}; {len(failed)} failed: {names}{more}")
-    log.info(summary)
-    return written
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
+@command("predict")
 def main(cfg: DictConfig) -> None:
+    # torch loads once the command runs: --help and mistyped settings answer at once
+    from denoise.inference.restore_files import predict
+
     with user_errors():
         predict(cfg)
 

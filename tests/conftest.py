@@ -165,7 +165,7 @@ def tiny_checkpoint(
     compose_train: Callable[..., DictConfig], tiny_csv: Path, tmp_path: Path
 ) -> Path:
     """The best checkpoint of a tiny model trained for one short epoch on ``tiny_csv``."""
-    from denoise.train import train
+    from denoise.training.run import train
 
     cfg = compose_train(
         f"data.csv_path={tiny_csv}",

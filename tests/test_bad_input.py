@@ -18,11 +18,11 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from denoise import CONFIG_MODULE
-from denoise.bench import bench
-from denoise.evaluate import evaluate
-from denoise.export import export
+from denoise.benchmarks.suite import bench
+from denoise.evaluation.scoring import evaluate
+from denoise.inference.export_model import export
 from denoise.runtime.errors import user_errors
-from denoise.train import train
+from denoise.training.run import train
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "logger=none"]
 PAYLOAD = "PWNED"

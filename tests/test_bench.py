@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import TINY_MODEL, fer_frame
 
-from denoise.bench import (
+from denoise.benchmarks.suite import (
     Row,
     bf16_rates,
     conv_ceiling,
@@ -24,7 +24,7 @@ from denoise.bench import (
 )
 from denoise.data.datamodule import FERDataModule
 from denoise.models.module import DenoisingModule
-from denoise.train import train
+from denoise.training.run import train
 from denoise.training.summary import read_summary
 
 
@@ -143,7 +143,7 @@ def test_speed_ups_do_not_change_validation_psnr(
 
 @pytest.mark.skipif(not importlib.util.find_spec("onnxruntime"), reason="onnxruntime absent")
 def test_onnx_export_of_the_corruption_aware_model_matches_eager() -> None:
-    from denoise.bench import _onnx_engine
+    from denoise.benchmarks.suite import _onnx_engine
     from denoise.data.noise import add_salt_and_pepper
 
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from denoise.data.datamodule import EvaluationShard, FERDataModule
 from denoise.models.module import DenoisingModule
 from denoise.runtime.distributed import is_rank_zero_process, rank_overrides
 from denoise.runtime.errors import SettingError
-from denoise.train import train
+from denoise.training.run import train
 from denoise.training.summary import read_summary
 
 # Odd validation and test splits: 2 processes get 3 and 2 images. Lightning's

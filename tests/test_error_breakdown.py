@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from denoise.data.noise import candidate_mask
-from denoise.evaluate import ModelDenoiser, evaluate_denoisers
+from denoise.evaluation.scoring import ModelDenoiser, evaluate_denoisers
 from denoise.models.metrics import ErrorBreakdown
 from denoise.models.module import DenoisingModule
 

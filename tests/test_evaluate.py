@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import smooth_images
 
-from denoise.evaluate import NOISY, evaluate, evaluate_denoisers
+from denoise.evaluation.scoring import NOISY, evaluate, evaluate_denoisers
 
 GREY = torch.full((20, 1, 16, 16), 0.5)
 SMOOTH = torch.from_numpy(smooth_images(24, 32, 32)).unsqueeze(1).float() / 255

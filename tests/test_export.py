@@ -16,7 +16,7 @@ from skimage.transform import resize
 
 from denoise import CONFIG_MODULE
 from denoise.data.noise import add_salt_and_pepper
-from denoise.export import export
+from denoise.inference.export_model import export
 from denoise.inference.checkpoints import SHIPPED_WEIGHTS, load_denoiser
 from denoise.models.filters import median_filter
 from denoise.models.metrics import image_metrics
@@ -125,7 +125,7 @@ def test_a_model_trained_in_stages_keeps_every_stage_in_its_card(
 ) -> None:
     from hydra.core.global_hydra import GlobalHydra
 
-    from denoise.train import train
+    from denoise.training.run import train
 
     first_run = tiny_checkpoint.parents[1]
     _as_cli_run(first_run, ["model.base_channels=4", "trainer.max_epochs=1"])

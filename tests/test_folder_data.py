@@ -21,8 +21,8 @@ from test_bad_input import user_error
 from denoise.data.datamodule import FERDataModule
 from denoise.data.folder import FolderDataModule, center_crop, clip_exposure, fade, pad_to
 from denoise.data.image_folder import ImageFolderError
-from denoise.evaluate import evaluate
-from denoise.train import train
+from denoise.evaluation.scoring import evaluate
+from denoise.training.run import train
 
 HEIGHT, WIDTH = 40, 52
 

@@ -25,11 +25,11 @@ from test_predict import config
 
 from denoise.data.fer_csv import CSVFormatError, parse_fer_csv
 from denoise.models.footprint import activation_values, max_depth, parameter_count
-from denoise.predict import predict
+from denoise.inference.restore_files import predict
 from denoise.runtime import memory
 from denoise.runtime.errors import LINE_LIMIT, UserError, error_lines, shorten
 from denoise.runtime.memory import FreeMemory, free_memory
-from denoise.train import train
+from denoise.training.run import train
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "logger=none"]
 GIB = 1024**3

@@ -17,7 +17,7 @@ import pytest
 from conftest import TINY_MODEL, killed_when, wait_until
 
 from denoise import report
-from denoise.train import train
+from denoise.training.run import train
 from denoise.training.summary import (
     SUMMARY_FILE,
     RunSummary,

@@ -116,7 +116,7 @@ def test_cpu_jobs_side_by_side_share_the_cores(tmp_path: Path, monkeypatch) -> N
 def test_jobs_per_gpu_must_be_a_whole_number_above_zero(compose_train, capsys) -> None:
     from test_bad_input import user_error
 
-    from denoise.train import train
+    from denoise.training.run import train
 
     lines = user_error(train, compose_train("jobs_per_gpu=0"), capsys)
     assert lines == ["error: jobs_per_gpu=0: must be a whole number of at least 1 (or null)"]

@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from test_bad_input import user_error
 
-import denoise.predict as predict_module
-from denoise.evaluate import evaluate
+import denoise.inference.restorer as restorer_module
+from denoise.evaluation.scoring import evaluate
 from denoise.inference.checkpoints import (
     SHIPPED_WEIGHTS,
     CheckpointError,
@@ -41,7 +41,7 @@ from denoise.inference.shipped import (
 )
 from denoise.inference.tiling import REFERENCE_TILING
 from denoise.models.module import DenoisingModule
-from denoise.predict import predict
+from denoise.inference.restore_files import predict
 from denoise.runtime.errors import SettingError
 from denoise.training.warm_start import check_init_from, init_path
 
@@ -177,23 +177,16 @@ def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
     assert predict_config(input="x.png", output="y.png").weights == "natural"
     point(monkeypatch, "natural", tiny_checkpoint)
     tilings: list[dict[str, int]] = []
-    real_denoise_image = predict_module.denoise_image
+    views: list[int] = []
+    real_denoise_image = restorer_module.denoise_image
 
     def recording(model: DenoisingModule, image: torch.Tensor, **tiling: int) -> torch.Tensor:
         tilings.append(tiling)
+        views.append(model.inference_views)
         return real_denoise_image(model, image, **tiling)
 
-    monkeypatch.setattr(predict_module, "denoise_image", recording)
-    views: list[int] = []
-    real_load_denoiser = predict_module.load_denoiser
-
-    def loading(*args: object, **settings: object) -> DenoisingModule:
-        model = real_load_denoiser(*args, **settings)
-        views.append(model.inference_views)
-        return model
-
-    monkeypatch.setattr(predict_module, "load_denoiser", loading)
-    caplog.set_level(logging.INFO, logger="denoise.predict")
+    monkeypatch.setattr(restorer_module, "denoise_image", recording)
+    caplog.set_level(logging.INFO, logger="denoise.inference")
     natural = dict(SHIPPED_MODELS["natural"].tiling)
 
     def run(name: str, **settings: object) -> np.ndarray:

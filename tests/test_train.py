@@ -14,7 +14,7 @@ from denoise.data.datamodule import FERDataModule
 from denoise.data.fer_csv import CSVFormatError
 from denoise.models.metrics import image_metrics
 from denoise.models.module import DenoisingModule
-from denoise.train import train
+from denoise.training.run import train
 from denoise.training.summary import read_summary
 
 QUICK = [

@@ -11,7 +11,7 @@ from conftest import TINY_MODEL, smooth_images
 from denoise.data.noise import add_salt_and_pepper
 from denoise.inference.checkpoints import CheckpointError, read_checkpoint
 from denoise.models.module import DenoisingModule
-from denoise.train import train
+from denoise.training.run import train
 from denoise.training.warm_start import check_init_from, warm_start
 
 SMALL = {"architecture": "corruption_aware", "base_channels": 4, "depth": 3, "dropout": 0.0}

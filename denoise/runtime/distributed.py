@@ -11,6 +11,7 @@ it is set up, from Lightning (``rank_zero_only.rank``, ``trainer.is_global_zero`
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -112,3 +113,15 @@ def _visible_devices(accelerator: object) -> int:
     if accelerator in ("auto", "gpu", "cuda", None) and torch.cuda.is_available():
         return torch.cuda.device_count()
     return 1
+
+
+def quiet_other_ranks() -> None:
+    """A non-zero rank logs warnings and errors only, to the console: rank zero's log file
+    is rank zero's (Hydra opened it in this process only when a launcher other than
+    Lightning's started it with the run folder's own job name)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(logging.WARNING)

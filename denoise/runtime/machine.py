@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def cpu_name() -> str:
@@ -21,6 +23,8 @@ def cpu_name() -> str:
 
 def describe_machine() -> str:
     """E.g. ``2 cores of Intel(R) Xeon(R) ...; no GPU; torch 2.13.0``."""
+    import torch  # not at import: what only needs process_is_alive starts at once
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cores} cores of {cpu_name()}; {gpu}; torch {torch.__version__}"
@@ -31,6 +35,8 @@ def bf16_hardware() -> tuple[bool, str]:
     convolutions beat fp32), and the instruction set that says so. oneDNN also runs bf16 on
     plain AVX2 or AVX-512, by conversion, several times slower than fp32 (10x measured on an
     AVX2 EPYC): only AMX or AVX512-BF16 on x86, or Arm's BF16 extension, count."""
+    import torch  # not at import: what only needs process_is_alive starts at once
+
     capability = torch.backends.cpu.get_cpu_capability()
     if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
         if torch.cpu._is_amx_tile_supported():
@@ -46,6 +52,8 @@ def bf16_hardware() -> tuple[bool, str]:
 def bf16_is_fast(device: torch.device | None = None) -> tuple[bool, str]:
     """Whether bf16 beats fp32 on ``device`` (default: the GPU if there is one, else the
     CPU), and why: a GPU, or a CPU with bf16 hardware (:func:`bf16_hardware`)."""
+    import torch  # not at import: what only needs process_is_alive starts at once
+
     if device is None:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":

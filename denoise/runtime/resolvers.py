@@ -8,11 +8,9 @@ import re
 from collections.abc import Mapping
 from importlib.resources import files
 
-import torch
 from omegaconf import OmegaConf
 
 from denoise import CONFIG_MODULE
-from denoise.runtime.machine import default_precision
 from denoise.runtime.search import trials_left
 
 
@@ -36,6 +34,10 @@ def register_resolvers() -> None:
 
 
 def device_default(key: str) -> str | bool:
+    import torch  # only once a run resolves its config: --help leaves these unresolved
+
+    from denoise.runtime.machine import default_precision
+
     cuda = torch.cuda.is_available()
     defaults = {"precision": default_precision()[0], "pin_memory": cuda}
     if key not in defaults:

@@ -1,0 +1,425 @@
+"""Score a trained denoiser against classical filters at several noise densities.
+
+``python -m denoise.evaluate [ckpt_path=…/best.ckpt] [data.csv_path=…] [densities=[…]]``;
+without ``ckpt_path`` it scores a model shipped in the package: ``weights=faces|natural``, or by
+default (``auto``) the one that suits the data (faces for FER-style data, natural for folders).
+
+Every method sees the very same noisy images (noise fixed by ``seed`` per density), and
+PSNR/SSIM/MSE are averaged per image. The run folder gets ``metrics.csv``,
+``metrics.json``, ``metrics.md``, ``metrics_vs_density.png`` and ``examples.png``, and the
+error breakdown (where each method's error sits, and what the model missed or wrongly
+replaced): ``diagnostic.md``, ``diagnostic.csv`` and ``diagnostic.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from denoise.data.datamodule import NoisyImageDataModule, fixed_noise_codes, to_model_input
+from denoise.data.noise import UNTOUCHED, apply_salt_and_pepper
+from denoise.data.settings import check_data_settings
+from denoise.files.outputs import absolute, folder_listing
+from denoise.files.plots import image_rows, line_panels
+from denoise.inference.checkpoints import (
+    PRECISIONS,
+    load_denoiser,
+    pick_device,
+    resolve_checkpoint,
+)
+from denoise.inference.shipped import (
+    AUTO,
+    SHIPPED_NAMES,
+    check_self_ensemble,
+    model_views,
+    pick_weights,
+)
+from denoise.models.denoiser import Denoiser as TrainedModel
+from denoise.models.filters import classical_filters
+from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
+from denoise.runtime.errors import SettingError
+from denoise.runtime.settings import fractions, number_in, one_of, whole_number
+
+log = logging.getLogger(__name__)
+
+Denoiser = Callable[[torch.Tensor], torch.Tensor]
+NOISY = "noisy input"
+METRICS = ("psnr", "ssim", "mse")
+
+
+@dataclass
+class Evaluation:
+    """Metrics per method and density, seconds spent per method, and example images."""
+
+    densities: list[float]
+    metrics: dict[str, dict[float, dict[str, float]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    breakdown: dict[str, dict[float, dict[str, float | None]]] = field(default_factory=dict)
+    examples: dict[float, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        """Long format: one row per (method, density)."""
+        rows = [
+            {"method": method, "density": density, **values}
+            for method, by_density in self.metrics.items()
+            for density, values in by_density.items()
+        ]
+        return pd.DataFrame(rows, columns=["method", "density", *METRICS])
+
+    def table(self, metric: str, digits: int) -> str:
+        """Markdown table: methods as rows, densities as columns."""
+        header = "| method | " + " | ".join(f"{d:.0%}" for d in self.densities) + " |"
+        rule = "|---|" + "---:|" * len(self.densities)
+        rows = [
+            f"| {method} | "
+            + " | ".join(f"{by_density[d][metric]:.{digits}f}" for d in self.densities)
+            + " |"
+            for method, by_density in self.metrics.items()
+        ]
+        return "\n".join([header, rule, *rows])
+
+    def breakdown_frame(self) -> pd.DataFrame:
+        """Long format: one row per (method, density) with every breakdown figure."""
+        rows = [
+            {"method": method, "density": density, **figures}
+            for method, by_density in self.breakdown.items()
+            for density, figures in by_density.items()
+        ]
+        return pd.DataFrame(rows)
+
+    def breakdown_table(self, method: str) -> str:
+        """Markdown table for one method: densities as rows, pixel kinds as columns."""
+        by_density = self.breakdown[method]
+        decides = any("missed" in figures for figures in by_density.values())
+        columns = [f"{kind}: RMS / share" for kind in PIXEL_CLASSES]
+        columns += ["missed noise", "false alarms"] if decides else []
+        lines = ["| density | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+        for density, figures in by_density.items():
+            cells = [
+                f"{_shown(figures[f'rms {kind}'], '.2f')} / {figures[f'share {kind}']:.0%}"
+                for kind in PIXEL_CLASSES
+            ]
+            if decides:
+                cells += [_shown(figures["missed"], ".2%"), _shown(figures["false alarms"], ".2%")]
+            lines.append(f"| {density:.0%} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def evaluate_denoisers(
+    clean_images: torch.Tensor,
+    denoisers: Mapping[str, Denoiser],
+    densities: Sequence[float],
+    seed: int,
+    salt_vs_pepper: float = 0.5,
+    batch_size: int = 256,
+    example_densities: Sequence[float] = (),
+    example_count: int = 6,
+) -> Evaluation:
+    """Score ``denoisers`` (and the noisy input itself) on ``clean_images`` (float, N×C×H×W).
+
+    The noise for a density depends only on ``seed`` and the density, never on the
+    batch size or on which other densities are scored.
+    """
+    result = Evaluation(densities=list(densities))
+    methods = [NOISY, *denoisers]
+    result.seconds = dict.fromkeys(methods, 0.0)
+    result.breakdown = {method: {} for method in denoisers}
+    total = len(densities) * -(-len(clean_images) // batch_size)
+    progress = tqdm(total=total, desc="evaluating", unit="batch")
+    for density in densities:
+        codes = fixed_noise_codes(
+            len(clean_images),
+            clean_images.shape[1:],
+            density,
+            salt_vs_pepper,
+            noise_seed(seed, density),
+        )
+        trackers = {method: image_metrics() for method in methods}
+        breakdowns = {method: ErrorBreakdown() for method in denoisers}
+        for start in range(0, len(clean_images), batch_size):
+            clean = clean_images[start : start + batch_size]
+            hit = codes[start : start + batch_size] != UNTOUCHED
+            noisy = apply_salt_and_pepper(clean, codes[start : start + batch_size])
+            outputs = {NOISY: noisy}
+            for method, denoiser in denoisers.items():
+                began = time.perf_counter()
+                restored, judged_noise = restore_and_decide(denoiser, noisy)
+                outputs[method] = restored.to(clean.device, torch.float32).clamp(0, 1)
+                result.seconds[method] += time.perf_counter() - began
+                breakdowns[method].update(outputs[method], clean, noisy, hit, judged_noise)
+            for method, restored in outputs.items():
+                trackers[method].update(restored, clean)
+            if density in example_densities and start == 0:
+                result.examples[density] = {
+                    "clean": clean[:example_count],
+                    **{method: images[:example_count] for method, images in outputs.items()},
+                }
+            progress.update()
+        for method, tracker in trackers.items():
+            values = {name: float(value) for name, value in tracker.compute().items()}
+            result.metrics.setdefault(method, {})[density] = values
+        for method, breakdown in breakdowns.items():
+            result.breakdown[method][density] = breakdown.compute()
+    progress.close()
+    return result
+
+
+def _shown(value: float | None, spec: str) -> str:
+    """A figure, or a dash where there was nothing to measure."""
+    return "–" if value is None else format(value, spec)
+
+
+def restore_and_decide(
+    denoiser: Denoiser, noisy: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A denoiser's output, and its noise decision where it exposes one (``ModelDenoiser``)."""
+    decide = getattr(denoiser, "restore_and_decide", None)
+    if decide is None:
+        return denoiser(noisy), None
+    return decide(noisy)
+
+
+def noise_seed(seed: int, density: float) -> int:
+    """One seed per density, so adding or dropping densities leaves the others' noise alone."""
+    return seed + round(density * 1_000_000)
+
+
+def model_label(model: TrainedModel) -> str:
+    """The model's name in tables and plots: which architecture it is."""
+    architecture = model.hparams.get("architecture", "unet")
+    return {"unet": "U-Net", "corruption_aware": "corruption-aware U-Net"}.get(
+        architecture, architecture
+    )
+
+
+class ModelDenoiser:
+    """Batched inference on the model's device, results back on the input's device; it also
+    hands over the model's noise decision, for the error breakdown."""
+
+    def __init__(self, model: TrainedModel, batch_size: int) -> None:
+        self.model = model
+        self.batch_size = batch_size
+
+    def __call__(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.restore_and_decide(noisy)[0]
+
+    @torch.inference_mode()
+    def restore_and_decide(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        restored, decisions = [], []
+        for part in noisy.split(self.batch_size):
+            images, judged_noise = self.model.denoise_and_decide(part.to(self.model.device))
+            restored.append(images.to(noisy.device))
+            if judged_noise is not None:
+                decisions.append(judged_noise.to(noisy.device))
+        return torch.cat(restored), torch.cat(decisions) if decisions else None
+
+
+def write_outputs(result: Evaluation, output_dir: Path, context: dict) -> None:
+    """metrics.csv/json/md, the metric-vs-density plot and the example grid."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    result.frame().to_csv(output_dir / "metrics.csv", index=False)
+    payload = {
+        **context,
+        "seconds": result.seconds,
+        "metrics": result.metrics,
+        "diagnostic": result.breakdown,
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(payload, indent=2))
+    (output_dir / "metrics.md").write_text(markdown_report(result, context))
+    panels = [
+        (
+            label,
+            {
+                m: (result.densities, [by[d][key] for d in result.densities])
+                for m, by in result.metrics.items()
+            },
+        )
+        for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"))
+    ]
+    line_panels(
+        panels, "salt-and-pepper density", output_dir / "metrics_vs_density.png", context["title"]
+    )
+    write_diagnostic(result, output_dir, context)
+    if result.examples:
+        rows = [
+            (f"{density:.0%}", list(images.values()), list(images))
+            for density, images in result.examples.items()
+        ]
+        image_rows(rows, output_dir / "examples.png")
+
+
+def write_diagnostic(result: Evaluation, output_dir: Path, context: dict) -> None:
+    """diagnostic.md (one table per method), diagnostic.csv and diagnostic.png (the model's
+    error by kind of pixel against density)."""
+    result.breakdown_frame().to_csv(output_dir / "diagnostic.csv", index=False)
+    sections = [f"## {method}\n\n{result.breakdown_table(method)}\n" for method in result.breakdown]
+    (output_dir / "diagnostic.md").write_text(
+        f"{context['title']}\n\n{DIAGNOSTIC_LEGEND}\n\n" + "\n".join(sections)
+    )
+    model = context.get("model")
+    if model not in result.breakdown:
+        return
+    by_density = result.breakdown[model]
+    panels = [
+        (
+            label,
+            {
+                kind: (
+                    result.densities,
+                    [_plotted(by_density[d][f"{key} {kind}"]) for d in result.densities],
+                )
+                for kind in PIXEL_CLASSES
+            },
+        )
+        for key, label in (("rms", "RMS error (grey levels)"), ("share", "share of squared error"))
+    ]
+    line_panels(
+        panels, "salt-and-pepper density", output_dir / "diagnostic.png", f"Where the {model} errs"
+    )
+
+
+def _plotted(value: float | None) -> float:
+    return float("nan") if value is None else value  # matplotlib leaves a gap
+
+
+DIAGNOSTIC_LEGEND = (
+    "RMS error in grey levels (of 255) and share of the squared error on each kind of pixel: "
+    "noise = pixels the noise hit; black/white = genuinely black or white pixels it spared; "
+    "other = all the rest. Missed noise: share of the noise pixels that changed the image "
+    "which the model left alone; false alarms: share of the genuine black/white pixels it "
+    "replaced."
+)
+
+
+def views_note(views: int) -> str:
+    """How the title says the models were self-ensembled (nothing for a single pass)."""
+    if views == 1:
+        return ""
+    return f"; models averaged over {views} orientations (self_ensemble={views})"
+
+
+def markdown_report(result: Evaluation, context: dict) -> str:
+    return (
+        f"{context['title']}\n\nPSNR (dB), averaged per image\n\n{result.table('psnr', 2)}\n\n"
+        f"SSIM\n\n{result.table('ssim', 4)}\n"
+    )
+
+
+def check_evaluation_settings(cfg: DictConfig) -> None:
+    """Every value that would fail mid-evaluation, checked before the model or data load."""
+    check_data_settings(cfg)
+    one_of(cfg, "split", tuple(cfg.data.get("splits") or ("train", "val", "test")))
+    one_of(cfg, "precision", PRECISIONS)
+    pick_device(cfg.device)
+    check_self_ensemble(cfg)
+    one_of(cfg, "weights", (AUTO, *SHIPPED_NAMES))
+    densities = fractions(cfg, "densities")
+    examples = fractions(cfg, "example_densities", allow_empty=True)
+    if not set(examples) <= set(densities):
+        raise SettingError(
+            f"example_densities={_listed(examples)}: "
+            f"each must be one of densities={_listed(densities)}"
+        )
+    whole_number(cfg, "example_count", minimum=0)
+    whole_number(cfg, "batch_size")
+    whole_number(cfg, "limit", optional=True)
+    whole_number(cfg, "seed", minimum=0)
+    number_in(cfg, "salt_vs_pepper", 0.0, 1.0)
+    peers = cfg.get("peers") or {}
+    if not isinstance(peers, Mapping) or not all(isinstance(path, str) for path in peers.values()):
+        raise SettingError(
+            "peers: must map a name to a checkpoint, e.g. +peers.attention_unet_10=…/best.ckpt"
+        )
+    window = whole_number(cfg, "amf_max_window", minimum=3)
+    if window % 2 == 0:
+        raise SettingError(f"amf_max_window={window}: must be an odd whole number of at least 3")
+
+
+def peers_paths(cfg: DictConfig) -> dict[str, Path]:
+    """The checkpoint files of the peer models scored beside the main one, by name."""
+    return {name: resolve_checkpoint(path) for name, path in (cfg.get("peers") or {}).items()}
+
+
+def _listed(values: Sequence[float]) -> str:
+    return "[" + ",".join(f"{value:g}" for value in values) + "]"
+
+
+def evaluate(cfg: DictConfig) -> Evaluation:
+    """Load the checkpoint and the split, score every method, write the outputs."""
+    output_dir = Path(cfg.paths.output_dir)
+    log.info("This evaluation writes into %s", absolute(output_dir))
+    check_evaluation_settings(cfg)
+    # an explicit ckpt_path wins; without one, auto picks the shipped model by the data
+    weights = cfg.weights if cfg.ckpt_path else pick_weights(cfg.weights, cfg.data)
+    checkpoint = resolve_checkpoint(cfg.ckpt_path, weights)
+    shipped = f"the shipped {weights} model ({checkpoint.name})"
+    log.info("Scoring %s", absolute(checkpoint) if cfg.ckpt_path else shipped)
+    # peers are averaged over the same views as the model, so that the figures compare
+    views = model_views(cfg.self_ensemble, None if cfg.ckpt_path else weights)
+    model = load_denoiser(checkpoint, cfg.device, cfg.precision, views=views)
+    peer_paths = peers_paths(cfg)
+    peers = {
+        name: load_denoiser(path, cfg.device, cfg.precision, views=views)
+        for name, path in peer_paths.items()
+    }
+    for name, peer in peers.items():
+        if peer.hparams.in_channels != model.hparams.in_channels:
+            raise SettingError(
+                f"peers.{name}: restores {peer.hparams.in_channels}-channel images; the model "
+                f"scored restores {model.hparams.in_channels}-channel ones"
+            )
+    datamodule: NoisyImageDataModule = instantiate(cfg.data, channels=model.hparams.in_channels)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images = datamodule.datasets[cfg.split].images
+    if cfg.get("limit"):
+        images = images[: cfg.limit]
+    clean = to_model_input(images, datamodule.image_size, datamodule.channels)
+    denoisers = {
+        **classical_filters(cfg.amf_max_window),
+        **{name: ModelDenoiser(peer, cfg.batch_size) for name, peer in peers.items()},
+        model_label(model): ModelDenoiser(model, cfg.batch_size),
+    }
+    result = evaluate_denoisers(
+        clean,
+        denoisers,
+        list(cfg.densities),
+        cfg.seed,
+        cfg.salt_vs_pepper,
+        cfg.batch_size,
+        list(cfg.example_densities),
+        cfg.example_count,
+    )
+    context = {
+        "title": f"{cfg.split} split ({datamodule.describe_split(cfg.split, len(clean))}), "
+        f"noise seed {cfg.seed}{views_note(views)}",
+        "checkpoint": str(checkpoint),
+        "data": datamodule.source,
+        "split": cfg.split,
+        "images": len(clean),
+        "seed": cfg.seed,
+        "amf_max_window": cfg.amf_max_window,
+        "precision": "bf16" if model.inference_autocast is not None else "fp32",
+        "self_ensemble": views,
+        "model": model_label(model),
+        "peers": {name: str(path) for name, path in peer_paths.items()},
+    }
+    write_outputs(result, output_dir, context)
+    print("\n" + markdown_report(result, context))
+    print(f"Where the {context['model']} errs (diagnostic.md has every method):\n")
+    print(DIAGNOSTIC_LEGEND + "\n")
+    print(result.breakdown_table(context["model"]) + "\n")
+    seconds = ", ".join(f"{method} {value:.1f}" for method, value in result.seconds.items())
+    print(f"Seconds per method: {seconds}\n")
+    print(folder_listing(output_dir, "Outputs of this evaluation in"))
+    return result
