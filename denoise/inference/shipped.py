@@ -34,18 +34,34 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class ShippedModel:
-    """A model in ``denoise/weights/``: its file, its own tiling and self-ensemble views."""
+    """A model in ``denoise/weights/``: its file, its own tiling and self-ensemble views, and
+    for pictures in colour, where it has one, a model that restores the three channels
+    together (``colour``). ``view_megapixels`` spends views where they pay: an image gets
+    the most views (up to ``views``) whose count times its megapixels stays within it, and
+    one pass at least; null gives every image ``views``."""
 
     name: str
     weights: Path
     tiling: Mapping[str, int]
     views: int
+    colour: Path | None = None
+    view_megapixels: float | None = None
 
     @property
     def card(self) -> Path:
         """The model card ``denoise.export`` writes beside the weights."""
         return self.weights.with_suffix(".md")
 
+    def views_for(self, pixels: int) -> int:
+        """The views an image of ``pixels`` gets when ``self_ensemble`` is null."""
+        if self.view_megapixels is None:
+            return self.views
+        fitting = [count for count in VIEW_COUNTS if count * pixels <= self.view_megapixels * 1e6]
+        return min(self.views, max(fitting, default=1))
+
+
+# 8 views up to a quarter of a megapixel, 4 to half, 2 to one, one pass above (README, Speed).
+NATURAL_VIEW_MEGAPIXELS = 2.0
 
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     FACES: ShippedModel(
@@ -59,6 +75,8 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
         WEIGHTS_DIR / "blind-natural.ckpt",  # six stages: experiment=blind_natural … _wide_176
         MappingProxyType(NATURAL_TILING),
         8,  # every orientation: it learned crops flipped and turned
+        WEIGHTS_DIR / "blind-natural-colour.ckpt",  # experiment=blind_natural_colour
+        NATURAL_VIEW_MEGAPIXELS,
     ),
 }
 SHIPPED_NAMES = tuple(SHIPPED_MODELS)

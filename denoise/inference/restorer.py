@@ -1,0 +1,124 @@
+"""Restore pictures of any size and colour layout with the right model and settings: what
+``predict`` does to each file, and what code of your own can call.
+
+A shipped model (``weights=natural``) restores a colour picture with its colour model, which
+sees the three channels together, and a grey picture with its grey model; an RGB picture whose
+three channels are equal is grey. A checkpoint of your own restores every picture (a grey one
+restores each channel of a colour picture on its own). Models load on first use and stay
+loaded, so a folder of pictures loads each at most once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from denoise.files.images import image_to_tensor, tensor_to_image
+from denoise.inference.checkpoints import checkpoint_file, load_denoiser, resolve_checkpoint
+from denoise.inference.shipped import ShippedModel, shipped_model
+from denoise.inference.tiling import check_tiling_memory, default_tiling, denoise_image
+from denoise.models.denoiser import Denoiser
+from denoise.runtime.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TILING_KEYS = ("tile_size", "overlap", "batch_size")
+
+
+def is_grey(planes: torch.Tensor) -> bool:
+    """One plane, or colour planes that are all equal (a grey picture saved as RGB)."""
+    return all(torch.equal(planes[0], plane) for plane in planes[1:])
+
+
+@dataclass
+class PictureRestorer:
+    """Restores pictures as ``predict`` does. ``ckpt_path`` wins over ``weights`` (a shipped
+    model's name); ``self_ensemble`` and the tiling keys left as None take the model's own."""
+
+    ckpt_path: str | Path | None = None
+    weights: str = "natural"
+    device: str = "auto"
+    precision: str = "fp32"
+    self_ensemble: int | None = None
+    tiling: dict[str, int | None] = field(default_factory=dict)
+    shipped: ShippedModel | None = field(init=False)
+    _models: dict[Path, Denoiser] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.shipped = None if self.ckpt_path else shipped_model(self.weights)
+        self.path = resolve_checkpoint(self.ckpt_path, self.weights)  # refused before any work
+
+    @property
+    def name(self) -> str:
+        """What restores the pictures, for the log."""
+        if self.shipped is None:
+            return str(self.path)
+        return f"the shipped {self.shipped.name} model ({self.path.name})"
+
+    def model_path(self, grey: bool) -> Path:
+        """The checkpoint for a grey or a colour picture."""
+        if grey or self.shipped is None or self.shipped.colour is None:
+            return self.path
+        return checkpoint_file(self.shipped.colour)
+
+    def model(self, grey: bool) -> Denoiser:
+        """The model for a grey or a colour picture, loaded on first use."""
+        path = self.model_path(grey)
+        if path not in self._models:
+            if self._models:
+                log.info(f"Loading {path.name} for {'grey' if grey else 'colour'} pictures")
+            model = load_denoiser(path, self.device, self.precision)
+            tiling = self.model_tiling(model)
+            log.info(
+                f"Tiles of {tiling['tile_size']} px, {tiling['overlap']} px of overlap, "
+                f"{tiling['batch_size']} at once"
+            )
+            self._models[path] = model
+        return self._models[path]
+
+    def views(self, pixels: int) -> int:
+        """``self_ensemble`` as set; else the shipped model's choice for this size; else one
+        pass (a checkpoint's training orientations are unknown)."""
+        if self.self_ensemble is not None:
+            return self.self_ensemble
+        return self.shipped.views_for(pixels) if self.shipped else 1
+
+    def views_note(self, pixels: int) -> str | None:
+        """One line when the size policy gave this picture fewer views than the model's own
+        best: what was chosen, and how to ask for the best quality."""
+        views = self.views(pixels)
+        if self.self_ensemble is not None or self.shipped is None or views >= self.shipped.views:
+            return None
+        best = self.shipped.views
+        return (
+            f"{views} view{'s' if views > 1 else ''} (self_ensemble) for this "
+            f"{pixels / 1e6:.1f}-megapixel picture: views are spent where they pay (all {best} "
+            f"up to {self.shipped.view_megapixels / best:.2f} MP); self_ensemble={best} gives "
+            f"the best quality in about {best // views}x the time"
+        )
+
+    def model_tiling(self, model: Denoiser) -> dict[str, int]:
+        """Each tiling key as set, or the shipped model's own, or the design's."""
+        defaults = self.shipped.tiling if self.shipped else default_tiling(model)
+        chosen = {key: self.tiling.get(key) for key in TILING_KEYS}
+        return {
+            key: int(defaults[key] if chosen[key] is None else chosen[key]) for key in TILING_KEYS
+        }
+
+    def check(self, path: Path, array: np.ndarray, error: type[UserError] = UserError) -> None:
+        """Refuse, before any work, a picture whose tiles or planes would not fit memory."""
+        model = self.model(grey=array.ndim == 2 or array.shape[-1] < 3)
+        check_tiling_memory(path, model, array.shape, **self.model_tiling(model), error=error)
+
+    def restore(self, array: np.ndarray) -> np.ndarray:
+        """The restored picture, in the size, layout and pixel type of ``array``."""
+        planes, alpha = image_to_tensor(array)
+        grey = is_grey(planes)
+        model = self.model(grey)
+        model.inference_views = self.views(planes.shape[-2] * planes.shape[-1])
+        restored = denoise_image(model, planes[:1] if grey else planes, **self.model_tiling(model))
+        return tensor_to_image(restored.expand_as(planes), array.dtype, alpha)
