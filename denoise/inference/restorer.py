@@ -57,7 +57,10 @@ class PictureRestorer:
         """What restores the pictures, for the log."""
         if self.shipped is None:
             return str(self.path)
-        return f"the shipped {self.shipped.name} model ({self.path.name})"
+        files = self.path.name
+        if self.shipped.colour is not None:
+            files = f"{files} for grey pictures, {self.shipped.colour.name} for colour ones"
+        return f"the shipped {self.shipped.name} model ({files})"
 
     def model_path(self, grey: bool) -> Path:
         """The checkpoint for a grey or a colour picture."""
