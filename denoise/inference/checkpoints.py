@@ -73,6 +73,16 @@ def resolve_checkpoint(ckpt_path: str | os.PathLike | None, weights: str = FACES
     return checkpoint_file(Path(ckpt_path).expanduser())
 
 
+def named_checkpoint(value: str, key: str) -> Path:
+    """The file of a setting that takes a shipped model's name or a checkpoint (``init_from``,
+    ``evaluate``'s ``peers``; ``key`` names it in the fix). A shipped name wins over a file of
+    that name in the current folder, so that a name means the same wherever the command runs;
+    ``./natural`` names the file."""
+    if value in SHIPPED_MODELS:
+        return shipped_weights(value, path_key=key, name_key=key)
+    return resolve_checkpoint(value)
+
+
 def checkpoint_file(path: Path) -> Path:
     """``path`` if it is a checkpoint file to read: not missing, a folder, a FIFO or a
     device (:func:`regular_file`)."""

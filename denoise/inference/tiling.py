@@ -168,34 +168,41 @@ def denoise_image(
         raise ValueError(f"expected a (C, H, W) image, got shape {tuple(image.shape)}")
     if min(tile_size, batch_size) < 1 or overlap < 0:
         raise SettingError("tile_size and batch_size must be positive and overlap not negative")
-    inputs = _model_inputs(image, model.hparams.in_channels)
+    inputs = model_inputs(image[None], model.hparams.in_channels)
     with torch.inference_mode():
         restored = _denoise_tiled(model, inputs, tile_size, overlap, batch_size)
-    return _image_output(restored, image.shape[0]).to(image.device)
+    return image_output(restored, image.shape[0])[0].to(image.device)
 
 
-def _model_inputs(image: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """A batch ``(N, in_channels, H, W)`` for the model, from a ``(C, H, W)`` image."""
-    channels = image.shape[0]
+def model_inputs(images: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """The model's batch ``(M, in_channels, H, W)`` for images ``(N, C, H, W)``: a 1-channel
+    model gets each channel of each image as a grey image (M = N·C), a 3-channel model gets
+    a grey image repeated to 3 channels. ``predict`` and ``evaluate`` share this rule."""
+    channels = images.shape[1]
     if channels == in_channels:
-        return image[None]
+        return images
     if in_channels == 1:
-        return image[:, None]
+        return images.reshape(-1, 1, *images.shape[2:])
     if in_channels == 3 and channels == 1:
-        return image.expand(3, -1, -1)[None]
+        return images.expand(-1, 3, -1, -1)
     raise ValueError(
         f"the model takes {in_channels}-channel images and this image has {channels} channels"
     )
 
 
-def _image_output(restored: torch.Tensor, channels: int) -> torch.Tensor:
-    """The inverse of :func:`_model_inputs`: ``(N, C_out, H, W)`` back to ``(C, H, W)``."""
-    planes = restored.flatten(0, 1)
-    if len(planes) == channels:
-        return planes
+def image_output(restored: torch.Tensor, channels: int) -> torch.Tensor:
+    """The inverse of :func:`model_inputs`: the model's ``(M, C_out, H, W)`` back to images
+    ``(N, channels, H, W)``; a 3-channel model's outputs for a grey image are averaged."""
+    restored_channels = restored.shape[1]
+    if restored_channels == channels:
+        return restored
+    if restored_channels == 1:
+        return restored.reshape(-1, channels, *restored.shape[2:])
     if channels == 1:
-        return planes.mean(dim=0, keepdim=True)
-    raise ValueError(f"the model returns {len(planes)} channels for a {channels}-channel image")
+        return restored.mean(dim=1, keepdim=True)
+    raise ValueError(
+        f"the model returns {restored_channels} channels for a {channels}-channel image"
+    )
 
 
 def _denoise_tiled(

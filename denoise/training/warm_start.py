@@ -26,11 +26,10 @@ from torch import nn
 from denoise.inference.checkpoints import (
     CheckpointError,
     model_from_hyper_parameters,
+    named_checkpoint,
     read_checkpoint,
-    resolve_checkpoint,
-    shipped_weights,
 )
-from denoise.inference.shipped import FACES, SHIPPED_MODELS
+from denoise.inference.shipped import FACES
 from denoise.models.networks import IDENTITY_AT_START
 from denoise.models.unet import UpConvModule
 from denoise.runtime.errors import SettingError
@@ -45,10 +44,7 @@ def init_path(init_from: str) -> Path:
     """A shipped model by name (``faces``, ``natural``; ``shipped`` is ``faces``, so recipes
     written before there were several keep their meaning); anything else is a checkpoint
     file."""
-    name = FACES if init_from == SHIPPED else init_from
-    if name in SHIPPED_MODELS:
-        return shipped_weights(name, path_key="init_from", name_key="init_from")
-    return resolve_checkpoint(init_from)
+    return named_checkpoint(FACES if init_from == SHIPPED else init_from, "init_from")
 
 
 def check_init_from(init_from: str | None, architecture: str) -> None:
