@@ -3,6 +3,12 @@
 ``python -m denoise.evaluate [ckpt_path=…/best.ckpt] [data.csv_path=…] [densities=[…]]``;
 without ``ckpt_path`` it scores a model shipped in the package: ``weights=faces|natural``, or by
 default (``auto``) the one that suits the data (faces for FER-style data, natural for folders).
+Images are scored at the data's own ``data.channels``, and every model meets them as
+``predict`` runs it (:func:`denoise.inference.tiling.model_inputs`): a shipped model scores
+colour data with its colour model where it has one, a grey model restores each channel of a
+colour image on its own, a colour model gets a grey image repeated to 3 channels. So one run
+compares a colour model, a grey model per channel (``+peers.grey=natural``) and the classical
+filters (which work per plane) on the same noisy colour images.
 
 Every method sees the very same noisy images (noise fixed by ``seed`` per density), and
 PSNR/SSIM/MSE are averaged per image. The run folder gets ``metrics.csv``,
@@ -33,10 +39,13 @@ from denoise.files.outputs import absolute, folder_listing
 from denoise.files.plots import image_rows, line_panels
 from denoise.inference.checkpoints import (
     PRECISIONS,
+    CheckpointError,
     load_denoiser,
+    named_checkpoint,
     pick_device,
     resolve_checkpoint,
 )
+from denoise.inference.restorer import PictureRestorer
 from denoise.inference.shipped import (
     AUTO,
     SHIPPED_NAMES,
@@ -44,6 +53,7 @@ from denoise.inference.shipped import (
     model_views,
     pick_weights,
 )
+from denoise.inference.tiling import image_output, model_inputs
 from denoise.models.denoiser import Denoiser as TrainedModel
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
@@ -124,11 +134,13 @@ def evaluate_denoisers(
     batch_size: int = 256,
     example_densities: Sequence[float] = (),
     example_count: int = 6,
+    pixel_share: float = 0.0,
 ) -> Evaluation:
     """Score ``denoisers`` (and the noisy input itself) on ``clean_images`` (float, N×C×H×W).
 
-    The noise for a density depends only on ``seed`` and the density, never on the
-    batch size or on which other densities are scored.
+    The noise for a density depends only on ``seed``, the density and ``pixel_share`` (the
+    share of images whose noise hits all channels of a pixel at once), never on the batch
+    size or on which other densities are scored.
     """
     result = Evaluation(densities=list(densities))
     methods = [NOISY, *denoisers]
@@ -143,6 +155,7 @@ def evaluate_denoisers(
             density,
             salt_vs_pepper,
             noise_seed(seed, density),
+            pixel_share,
         )
         trackers = {method: image_metrics() for method in methods}
         breakdowns = {method: ErrorBreakdown() for method in denoisers}
@@ -194,17 +207,30 @@ def noise_seed(seed: int, density: float) -> int:
     return seed + round(density * 1_000_000)
 
 
-def model_label(model: TrainedModel) -> str:
-    """The model's name in tables and plots: which architecture it is."""
+def model_label(model: TrainedModel, channels: int | None = None) -> str:
+    """The model's name in tables and plots: which architecture it is, and how it meets
+    images of ``channels`` where that is not its own count (:func:`channel_rule`)."""
     architecture = model.hparams.get("architecture", "unet")
-    return {"unet": "U-Net", "corruption_aware": "corruption-aware U-Net"}.get(
+    label = {"unet": "U-Net", "corruption_aware": "corruption-aware U-Net"}.get(
         architecture, architecture
     )
+    rule = channel_rule(model.hparams.in_channels, channels or model.hparams.in_channels)
+    return label if rule in ("grey", "colour") else f"{label} ({rule})"
+
+
+def channel_rule(in_channels: int, channels: int) -> str:
+    """How a model of ``in_channels`` restores images of ``channels``, in words for the
+    report (the rule is :func:`denoise.inference.tiling.model_inputs`)."""
+    if in_channels == channels:
+        return "grey" if channels == 1 else "colour"
+    return "per channel" if in_channels == 1 else "grey as RGB, outputs averaged"
 
 
 class ModelDenoiser:
     """Batched inference on the model's device, results back on the input's device; it also
-    hands over the model's noise decision, for the error breakdown."""
+    hands over the model's noise decision, for the error breakdown. A model of another
+    channel count than the images meets them as in ``predict`` (:func:`model_inputs`), and
+    ``batch_size`` counts what the model takes at once (a grey model: single channels)."""
 
     def __init__(self, model: TrainedModel, batch_size: int) -> None:
         self.model = model
@@ -215,13 +241,19 @@ class ModelDenoiser:
 
     @torch.inference_mode()
     def restore_and_decide(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The restored images, and where the model judged noise: for a colour model on a
+        grey image, where most of its three channels did."""
+        channels = noisy.shape[1]
         restored, decisions = [], []
-        for part in noisy.split(self.batch_size):
+        for part in model_inputs(noisy, self.model.hparams.in_channels).split(self.batch_size):
             images, judged_noise = self.model.denoise_and_decide(part.to(self.model.device))
             restored.append(images.to(noisy.device))
             if judged_noise is not None:
-                decisions.append(judged_noise.to(noisy.device))
-        return torch.cat(restored), torch.cat(decisions) if decisions else None
+                decisions.append(judged_noise.to(noisy.device, torch.float32))
+        images = image_output(torch.cat(restored), channels)
+        if not decisions:
+            return images, None
+        return images, image_output(torch.cat(decisions), channels) > 0.5
 
 
 def write_outputs(result: Evaluation, output_dir: Path, context: dict) -> None:
@@ -301,6 +333,14 @@ DIAGNOSTIC_LEGEND = (
 )
 
 
+def pixel_share_note(pixel_share: float) -> str:
+    """How the title says the noise hit whole pixels (nothing when each channel is hit on its
+    own, the convention of published colour results)."""
+    if pixel_share == 0:
+        return ""
+    return f"; in {pixel_share:.0%} of the images the noise hits all channels of a pixel at once"
+
+
 def views_note(views: int) -> str:
     """How the title says the models were self-ensembled (nothing for a single pass)."""
     if views == 1:
@@ -335,10 +375,12 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     whole_number(cfg, "limit", optional=True)
     whole_number(cfg, "seed", minimum=0)
     number_in(cfg, "salt_vs_pepper", 0.0, 1.0)
+    number_in(cfg, "pixel_share", 0.0, 1.0)
     peers = cfg.get("peers") or {}
     if not isinstance(peers, Mapping) or not all(isinstance(path, str) for path in peers.values()):
         raise SettingError(
-            "peers: must map a name to a checkpoint, e.g. +peers.attention_unet_10=…/best.ckpt"
+            "peers: must map a name to a checkpoint or a shipped model, e.g. "
+            "+peers.attention_unet_10=…/best.ckpt or +peers.grey=natural"
         )
     window = whole_number(cfg, "amf_max_window", minimum=3)
     if window % 2 == 0:
@@ -346,8 +388,30 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
 
 
 def peers_paths(cfg: DictConfig) -> dict[str, Path]:
-    """The checkpoint files of the peer models scored beside the main one, by name."""
-    return {name: resolve_checkpoint(path) for name, path in (cfg.get("peers") or {}).items()}
+    """The checkpoint files of the peer models scored beside the main one, by name: a file,
+    or a shipped model's name for its grey model (``+peers.grey=natural``; a shipped name
+    wins over a file of that name, :func:`named_checkpoint`)."""
+    peers = cfg.get("peers") or {}
+    return {name: named_checkpoint(value, f"peers.{name}") for name, value in peers.items()}
+
+
+def model_checkpoint(cfg: DictConfig, channels: int) -> tuple[Path, str | None]:
+    """The main model's checkpoint, and the shipped model's name when it is one: an explicit
+    ``ckpt_path`` wins; without one, the shipped model (``auto``: the one that suits the
+    data) for ``channels`` as ``predict`` picks it, its colour model for colour images."""
+    if cfg.ckpt_path:
+        return resolve_checkpoint(cfg.ckpt_path), None
+    weights = pick_weights(cfg.weights, cfg.data)
+    restorer = PictureRestorer(weights=weights)
+    try:
+        return restorer.model_path(grey=channels == 1), weights
+    except CheckpointError:  # a colour model can be registered before its file ships
+        raise CheckpointError(
+            f"{restorer.shipped.colour}: the shipped {weights} colour weights are missing "
+            "from this install",
+            fix=f"pass ckpt_path=… (a colour checkpoint); ckpt_path={restorer.path} "
+            f"self_ensemble={model_views(None, weights)} scores the grey model on each channel",
+        ) from None
 
 
 def _listed(values: Sequence[float]) -> str:
@@ -359,26 +423,19 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     output_dir = Path(cfg.paths.output_dir)
     log.info("This evaluation writes into %s", absolute(output_dir))
     check_evaluation_settings(cfg)
-    # an explicit ckpt_path wins; without one, auto picks the shipped model by the data
-    weights = cfg.weights if cfg.ckpt_path else pick_weights(cfg.weights, cfg.data)
-    checkpoint = resolve_checkpoint(cfg.ckpt_path, weights)
+    channels = int(cfg.data.channels)
+    checkpoint, weights = model_checkpoint(cfg, channels)
     shipped = f"the shipped {weights} model ({checkpoint.name})"
-    log.info("Scoring %s", absolute(checkpoint) if cfg.ckpt_path else shipped)
+    log.info("Scoring %s", shipped if weights else absolute(checkpoint))
     # peers are averaged over the same views as the model, so that the figures compare
-    views = model_views(cfg.self_ensemble, None if cfg.ckpt_path else weights)
+    views = model_views(cfg.self_ensemble, weights)
     model = load_denoiser(checkpoint, cfg.device, cfg.precision, views=views)
     peer_paths = peers_paths(cfg)
     peers = {
         name: load_denoiser(path, cfg.device, cfg.precision, views=views)
         for name, path in peer_paths.items()
     }
-    for name, peer in peers.items():
-        if peer.hparams.in_channels != model.hparams.in_channels:
-            raise SettingError(
-                f"peers.{name}: restores {peer.hparams.in_channels}-channel images; the model "
-                f"scored restores {model.hparams.in_channels}-channel ones"
-            )
-    datamodule: NoisyImageDataModule = instantiate(cfg.data, channels=model.hparams.in_channels)
+    datamodule: NoisyImageDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
     images = datamodule.datasets[cfg.split].images
@@ -388,7 +445,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     denoisers = {
         **classical_filters(cfg.amf_max_window),
         **{name: ModelDenoiser(peer, cfg.batch_size) for name, peer in peers.items()},
-        model_label(model): ModelDenoiser(model, cfg.batch_size),
+        model_label(model, channels): ModelDenoiser(model, cfg.batch_size),
     }
     result = evaluate_denoisers(
         clean,
@@ -399,20 +456,28 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         cfg.batch_size,
         list(cfg.example_densities),
         cfg.example_count,
+        cfg.pixel_share,
     )
     context = {
         "title": f"{cfg.split} split ({datamodule.describe_split(cfg.split, len(clean))}), "
-        f"noise seed {cfg.seed}{views_note(views)}",
+        f"{'colour, ' if channels == 3 else ''}noise seed {cfg.seed}"
+        f"{pixel_share_note(cfg.pixel_share)}{views_note(views)}",
         "checkpoint": str(checkpoint),
         "data": datamodule.source,
         "split": cfg.split,
         "images": len(clean),
         "seed": cfg.seed,
+        "pixel_share": cfg.pixel_share,
+        "channels": channels,
         "amf_max_window": cfg.amf_max_window,
         "precision": "bf16" if model.inference_autocast is not None else "fp32",
         "self_ensemble": views,
-        "model": model_label(model),
+        "model": model_label(model, channels),
         "peers": {name: str(path) for name, path in peer_paths.items()},
+        "channel_rules": {
+            name: channel_rule(scored.hparams.in_channels, channels)
+            for name, scored in {**peers, model_label(model, channels): model}.items()
+        },
     }
     write_outputs(result, output_dir, context)
     print("\n" + markdown_report(result, context))
