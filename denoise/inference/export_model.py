@@ -24,16 +24,29 @@ from omegaconf import DictConfig
 from denoise.files.atomic import atomic_files
 from denoise.files.outputs import absolute, human_size
 from denoise.files.reading import read_text
-from denoise.inference.checkpoints import model_from_checkpoint, read_checkpoint, resolve_checkpoint
+from denoise.inference.checkpoints import (
+    model_from_checkpoint,
+    read_checkpoint,
+    resolve_checkpoint,
+    shipped_weights,
+)
+from denoise.inference.engines import export_onnx
 from denoise.runtime.errors import SettingError, UserError, require_settings
 from denoise.runtime.machine import describe_machine
+from denoise.runtime.settings import one_of
 from denoise.training.summary import read_summary
 
 log = logging.getLogger(__name__)
 
 KEPT_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version")
 CHECKPOINTS = ("best", "last")
-USAGE = "python -m denoise.export run_dir=RUN_FOLDER output=FILE.ckpt [checkpoint=best|last]"
+FORMATS = ("ckpt", "onnx")
+SOURCES = ("run_dir", "ckpt_path", "weights")  # what to export: one of them
+USAGE = (
+    "python -m denoise.export run_dir=RUN_FOLDER output=FILE.ckpt [checkpoint=best|last], or "
+    "format=onnx (run_dir=RUN_FOLDER | ckpt_path=CHECKPOINT | weights=natural|faces) "
+    "output=FILE.onnx"
+)
 CARD_KEY = "denoise_card"
 
 
@@ -158,28 +171,89 @@ def started_from_markdown(parent: dict[str, Any] | None, depth: int = 1) -> list
 
 
 def export(cfg: DictConfig) -> Path:
-    """Write the slim checkpoint and its card, from a checkpoint that was read without running
-    any code and that builds its model, so a failed export leaves nothing behind."""
+    """Write what ``format`` asks for, from a checkpoint that was read without running any
+    code and that builds its model, so a failed export leaves nothing behind."""
     require_settings(cfg, USAGE)
+    kind = one_of(cfg, "format", FORMATS)
+    output = Path(cfg.output).expanduser()
+    if output.is_dir() or output.suffix != f".{kind}":
+        other = next((f"format={name}" for name in FORMATS if output.suffix == f".{name}"), None)
+        raise SettingError(
+            f"output={cfg.output}: name a .{kind} file to write",
+            fix=f"add {other} to write a {output.suffix} file" if other else None,
+        )
+    written = {output: ""}
+    if kind == "ckpt":
+        card_path = output.with_suffix(".md")
+        if card_path.is_dir():
+            raise SettingError(f"output={cfg.output}: {card_path}, its model card, is a folder")
+        written[card_path] = "its model card "
+    source, run_dir = export_source(cfg, kind)
+    for path, what in written.items():
+        taken = replaced_source(path, source, run_dir)
+        if taken is not None:
+            raise SettingError(
+                f"output={cfg.output}: {what}would replace {taken}; choose another output path"
+            )
+    if kind == "onnx":
+        return export_onnx_file(source, output)
+    assert run_dir is not None, "export_source gives format=ckpt a run folder"
+    return export_slim(run_dir, source, output)
+
+
+def replaced_source(path: Path, source: Path, run_dir: Path | None) -> str | None:
+    """What of its own source an export to ``path`` would destroy: a file of the run folder,
+    or the checkpoint file itself (by name or link); None if nothing."""
+    if run_dir is not None:
+        taken = own_file(run_dir, path)
+        return None if taken is None else f"the run's own {taken.relative_to(run_dir)}"
+    return "its checkpoint" if path.exists() and path.samefile(source) else None
+
+
+def export_source(cfg: DictConfig, kind: str) -> tuple[Path, Path | None]:
+    """The checkpoint to export, and the run folder it is in (None for ``ckpt_path`` or
+    ``weights``, which only ``format=onnx`` takes: a slim checkpoint's card needs the run)."""
+    given = [key for key in SOURCES if cfg.get(key)]
+    if not given:
+        raise SettingError("missing run_dir", fix=f"usage: {USAGE}")
+    if len(given) > 1:
+        listed = " and ".join(f"{key}={cfg[key]}" for key in given)
+        raise SettingError(f"{listed}: give one of them, not {len(given)}")
+    (key,) = given
+    if key != "run_dir" and kind != "onnx":
+        raise SettingError(
+            f"{key}={cfg[key]}: format=ckpt exports a training run folder (run_dir), whose "
+            "model card it writes; format=onnx also takes a checkpoint file or a shipped model"
+        )
+    if key == "ckpt_path":
+        return resolve_checkpoint(cfg.ckpt_path), None
+    if key == "weights":
+        return shipped_weights(cfg.weights), None
     run_dir = Path(cfg.run_dir).expanduser()
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder", fix=f"usage: {USAGE}")
-    if cfg.checkpoint not in CHECKPOINTS:
-        raise SettingError(f"checkpoint={cfg.checkpoint}: must be one of {', '.join(CHECKPOINTS)}")
-    source = resolve_checkpoint(run_dir / "checkpoints" / f"{cfg.checkpoint}.ckpt")
-    output = Path(cfg.output).expanduser()
+    one_of(cfg, "checkpoint", CHECKPOINTS)
+    return resolve_checkpoint(run_dir / "checkpoints" / f"{cfg.checkpoint}.ckpt"), run_dir
+
+
+def export_onnx_file(source: Path, output: Path) -> Path:
+    """The checkpoint's network as an ONNX file for any batch, height and width, checked
+    against PyTorch before it is written (:func:`denoise.inference.engines.export_onnx`)."""
+    model = model_from_checkpoint(read_checkpoint(source), source)
+    log.info("Exporting %s to %s (ONNX)", absolute(source), absolute(output))
+    difference = export_onnx(model, output)
+    log.info(
+        "Wrote %s (%s); on an image of odd size its output differs from PyTorch's by at most %.1e",
+        absolute(output),
+        human_size(output.stat().st_size),
+        difference,
+    )
+    return output
+
+
+def export_slim(run_dir: Path, source: Path, output: Path) -> Path:
+    """Write the slim checkpoint and its model card (``.md`` beside it), both or neither."""
     card_path = output.with_suffix(".md")
-    if output.is_dir() or output.suffix != ".ckpt":
-        raise SettingError(f"output={cfg.output}: name a .ckpt file to write")
-    if card_path.is_dir():
-        raise SettingError(f"output={cfg.output}: {card_path}, its model card, is a folder")
-    for path, what in ((output, ""), (card_path, "its model card ")):
-        taken = own_file(run_dir, path)
-        if taken is not None:
-            raise SettingError(
-                f"output={cfg.output}: {what}would replace the run's own "
-                f"{taken.relative_to(run_dir)}; choose another output path"
-            )
     card = training_card(run_dir)
     checkpoint = read_checkpoint(source)
     model = model_from_checkpoint(checkpoint, source)
