@@ -352,7 +352,7 @@ def test_export_to_a_full_disk_leaves_both_files_as_they_were(
     output, card = folder / "model.ckpt", folder / "model.md"
     output.write_text("an earlier export")
     card.write_text("its card")
-    monkeypatch.setattr(f"denoise.export.{failing}", disk_full)
+    monkeypatch.setattr(f"denoise.inference.export_model.{failing}", disk_full)
 
     lines = user_error(export, export_config(run_dir, output), capsys)
 
