@@ -131,3 +131,43 @@ def test_predict_restores_a_colour_photo_with_the_colour_model(
     expected = PictureRestorer(weights="natural").restore(iio.imread(photo))
     np.testing.assert_array_equal(restored, expected)
     assert not (restored == restored[..., :1]).all()  # the channels were restored together
+
+
+def test_predict_with_onnxruntime_gives_what_torch_gives(
+    shipped_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import imageio.v3 as iio
+
+    photo = tmp_path / "photo.png"
+    iio.imwrite(photo, noisy_picture(50, 60, 3))
+    outputs = {}
+    for engine in ("torch", "onnxruntime"):
+        target = tmp_path / f"{engine}.png"
+        settings = [f"input={photo}", f"output={target}", f"engine={engine}"]
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            predict(compose("predict", [*settings, f"cache_dir={tmp_path / 'cache'}"]))
+        outputs[engine] = iio.imread(target).astype(int)
+    assert np.abs(outputs["torch"] - outputs["onnxruntime"]).max() <= 1  # rounding, at most
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1  # the colour model's
+
+
+@pytest.mark.parametrize(
+    ("settings", "line"),
+    [
+        ({"engine": "tf"}, "engine=tf: must be one of torch, onnxruntime"),
+        (
+            {"engine": "onnxruntime", "precision": "bf16"},
+            "precision=bf16: engine=onnxruntime runs in fp32 on the CPU",
+        ),
+    ],
+)
+def test_engine_settings_are_checked_before_any_work(
+    shipped_pair: tuple[Path, Path], settings: dict[str, str], line: str
+) -> None:
+    from denoise.runtime.errors import SettingError
+
+    with pytest.raises(SettingError) as raised:
+        PictureRestorer(weights="natural", **settings)
+    assert str(raised.value) == line

@@ -100,6 +100,8 @@ def predict(cfg: DictConfig) -> list[Path]:
         cfg.precision,
         views,
         {key: cfg[key] for key in TILING_KEYS},
+        cfg.engine,
+        cfg.cache_dir,
     )
     log.info(f"Denoising {absolute(source)} into {absolute(target)} with {restorer.name}")
     folder_mode = source.is_dir()

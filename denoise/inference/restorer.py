@@ -19,14 +19,17 @@ import torch
 
 from denoise.files.images import image_to_tensor, tensor_to_image
 from denoise.inference.checkpoints import checkpoint_file, load_denoiser, resolve_checkpoint
+from denoise.inference.engines import onnx_denoiser
 from denoise.inference.shipped import ShippedModel, shipped_model
 from denoise.inference.tiling import check_tiling_memory, default_tiling, denoise_image
 from denoise.models.denoiser import Denoiser
-from denoise.runtime.errors import UserError
+from denoise.runtime.errors import SettingError, UserError
 
 log = logging.getLogger(__name__)
 
 TILING_KEYS = ("tile_size", "overlap", "batch_size")
+ONNXRUNTIME = "onnxruntime"
+ENGINES = ("torch", ONNXRUNTIME)
 
 
 def is_grey(planes: torch.Tensor) -> bool:
@@ -37,7 +40,9 @@ def is_grey(planes: torch.Tensor) -> bool:
 @dataclass
 class PictureRestorer:
     """Restores pictures as ``predict`` does. ``ckpt_path`` wins over ``weights`` (a shipped
-    model's name); ``self_ensemble`` and the tiling keys left as None take the model's own."""
+    model's name); ``self_ensemble`` and the tiling keys left as None take the model's own.
+    ``engine``: ``torch``, or ``onnxruntime`` (fp32; each checkpoint converted once into
+    ``cache_dir``)."""
 
     ckpt_path: str | Path | None = None
     weights: str = "natural"
@@ -45,10 +50,21 @@ class PictureRestorer:
     precision: str = "fp32"
     self_ensemble: int | None = None
     tiling: dict[str, int | None] = field(default_factory=dict)
+    engine: str = "torch"
+    cache_dir: str | Path = "~/.cache/denoise"
     shipped: ShippedModel | None = field(init=False)
     _models: dict[Path, Denoiser] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise SettingError(f"engine={self.engine}: must be one of {', '.join(ENGINES)}")
+        gpu = self.device not in ("auto", "cpu")
+        if self.engine == ONNXRUNTIME and (self.precision == "bf16" or gpu):
+            setting = f"device={self.device}" if gpu else "precision=bf16"
+            raise SettingError(
+                f"{setting}: engine=onnxruntime runs in fp32 on the CPU",
+                fix="use engine=torch for bf16 or a GPU",
+            )
         self.shipped = None if self.ckpt_path else shipped_model(self.weights)
         self.path = resolve_checkpoint(self.ckpt_path, self.weights)  # refused before any work
 
@@ -74,7 +90,10 @@ class PictureRestorer:
         if path not in self._models:
             if self._models:
                 log.info(f"Loading {path.name} for {'grey' if grey else 'colour'} pictures")
-            model = load_denoiser(path, self.device, self.precision)
+            if self.engine == ONNXRUNTIME:
+                model = onnx_denoiser(path, 1, self.cache_dir)
+            else:
+                model = load_denoiser(path, self.device, self.precision)
             tiling = self.model_tiling(model)
             log.info(
                 f"Tiles of {tiling['tile_size']} px, {tiling['overlap']} px of overlap, "
