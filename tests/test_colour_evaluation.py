@@ -249,3 +249,25 @@ def test_missing_colour_weights_say_how_to_score_the_grey_model_instead(
         run_evaluate("weights=auto")
     assert str(missing.value).startswith(str(absent))
     assert f"ckpt_path={grey_checkpoint} self_ensemble=8" in missing.value.fix
+
+
+def test_tiles_true_restores_each_image_as_predict_does(
+    run_evaluate, monkeypatch: pytest.MonkeyPatch, colour_checkpoint: Path, grey_checkpoint: Path
+) -> None:
+    small = {"tile_size": 16, "overlap": 4, "batch_size": 3}  # several tiles per 32 px crop
+    _point(monkeypatch, "natural", weights=grey_checkpoint, colour=colour_checkpoint, tiling=small)
+    one_density = ("densities=[0.5]", "example_densities=[0.5]", "self_ensemble=1")
+    tiled, _ = run_evaluate("weights=natural", "+peers.grey=natural", "tiles=true", *one_density)
+    whole, _ = run_evaluate("weights=natural", "+peers.grey=natural", *one_density)
+    images = tiled.examples[0.5]
+    colour, grey = load_denoiser(colour_checkpoint, "cpu"), load_denoiser(grey_checkpoint, "cpu")
+    for index, noisy in enumerate(images[NOISY]):
+        for label, model in ((COLOUR_MODEL, colour), ("grey", grey)):
+            expected = denoise_image(model, noisy, **small)  # what predict gives
+            torch.testing.assert_close(images[label][index], expected, rtol=0, atol=1e-6)
+            assert not torch.equal(whole.examples[0.5][label][index], expected)  # tiles differ
+
+
+def test_tiles_must_be_true_or_false(run_evaluate) -> None:
+    with pytest.raises(SettingError, match=r"^tiles=maybe: must be true or false$"):
+        run_evaluate("tiles=maybe")

@@ -48,12 +48,14 @@ from denoise.inference.checkpoints import (
 from denoise.inference.restorer import PictureRestorer
 from denoise.inference.shipped import (
     AUTO,
+    SHIPPED_MODELS,
     SHIPPED_NAMES,
     check_self_ensemble,
     model_views,
     pick_weights,
+    shipped_model,
 )
-from denoise.inference.tiling import image_output, model_inputs
+from denoise.inference.tiling import default_tiling, denoise_tiles, image_output, model_inputs
 from denoise.models.denoiser import Denoiser as TrainedModel
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
@@ -230,11 +232,16 @@ class ModelDenoiser:
     """Batched inference on the model's device, results back on the input's device; it also
     hands over the model's noise decision, for the error breakdown. A model of another
     channel count than the images meets them as in ``predict`` (:func:`model_inputs`), and
-    ``batch_size`` counts what the model takes at once (a grey model: single channels)."""
+    ``batch_size`` counts what the model takes at once (a grey model: single channels).
+    With ``tiling``, each image is restored in tiles as ``predict`` restores it; the noise
+    decisions of tiles are not gathered, so the error breakdown is left out."""
 
-    def __init__(self, model: TrainedModel, batch_size: int) -> None:
+    def __init__(
+        self, model: TrainedModel, batch_size: int, tiling: Mapping[str, int] | None = None
+    ) -> None:
         self.model = model
         self.batch_size = batch_size
+        self.tiling = tiling
 
     def __call__(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.restore_and_decide(noisy)[0]
@@ -246,6 +253,9 @@ class ModelDenoiser:
         channels = noisy.shape[1]
         restored, decisions = [], []
         for part in model_inputs(noisy, self.model.hparams.in_channels).split(self.batch_size):
+            if self.tiling is not None:
+                restored.append(denoise_tiles(self.model, part, **self.tiling).to(noisy.device))
+                continue
             images, judged_noise = self.model.denoise_and_decide(part.to(self.model.device))
             restored.append(images.to(noisy.device))
             if judged_noise is not None:
@@ -373,6 +383,8 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     whole_number(cfg, "example_count", minimum=0)
     whole_number(cfg, "batch_size")
     whole_number(cfg, "limit", optional=True)
+    if not isinstance(cfg.get("tiles"), bool):
+        raise SettingError(f"tiles={cfg.get('tiles')}: must be true or false")
     whole_number(cfg, "seed", minimum=0)
     number_in(cfg, "salt_vs_pepper", 0.0, 1.0)
     number_in(cfg, "pixel_share", 0.0, 1.0)
@@ -442,10 +454,25 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     if cfg.get("limit"):
         images = images[: cfg.limit]
     clean = to_model_input(images, datamodule.image_size, datamodule.channels)
+
+    def tiling(denoiser: TrainedModel, shipped: str | None) -> dict[str, int] | None:
+        """``tiles=true``: the model's own tiles, as predict cuts them."""
+        if not cfg.tiles:
+            return None
+        return dict(shipped_model(shipped).tiling) if shipped else default_tiling(denoiser)
+
+    peer_names = {name: str(cfg.peers[name]) for name in peers}
     denoisers = {
         **classical_filters(cfg.amf_max_window),
-        **{name: ModelDenoiser(peer, cfg.batch_size) for name, peer in peers.items()},
-        model_label(model, channels): ModelDenoiser(model, cfg.batch_size),
+        **{
+            name: ModelDenoiser(
+                peer,
+                cfg.batch_size,
+                tiling(peer, peer_names[name] if peer_names[name] in SHIPPED_MODELS else None),
+            )
+            for name, peer in peers.items()
+        },
+        model_label(model, channels): ModelDenoiser(model, cfg.batch_size, tiling(model, weights)),
     }
     result = evaluate_denoisers(
         clean,

@@ -170,7 +170,7 @@ def denoise_image(
         raise SettingError("tile_size and batch_size must be positive and overlap not negative")
     inputs = model_inputs(image[None], model.hparams.in_channels)
     with torch.inference_mode():
-        restored = _denoise_tiled(model, inputs, tile_size, overlap, batch_size)
+        restored = denoise_tiles(model, inputs, tile_size, overlap, batch_size)
     return image_output(restored, image.shape[0])[0].to(image.device)
 
 
@@ -205,10 +205,11 @@ def image_output(restored: torch.Tensor, channels: int) -> torch.Tensor:
     )
 
 
-def _denoise_tiled(
+def denoise_tiles(
     model: Denoiser, inputs: torch.Tensor, tile_size: int, overlap: int, batch_size: int
 ) -> torch.Tensor:
-    """Denoise every tile of every image in ``inputs``, batching tiles of equal shape."""
+    """Denoise every tile of every image in ``inputs`` (a batch the model takes as it is),
+    batching tiles of equal shape."""
     count, _, height, width = inputs.shape
     multiple = model.net.size_multiple
     rows = tile_spans(height, tile_size, overlap, multiple)
