@@ -123,7 +123,8 @@ def check_tiling_memory(
     columns = tile_spans(width, tile_size, overlap, multiple)
     tile_h = max(span.stop - span.start for span in rows)
     tile_w = max(span.stop - span.start for span in columns)
-    images = channels if model.hparams.in_channels == 1 else 1
+    # the backbone's images per tile: each channel for a grey model and a cross-channel one
+    images = channels if model.hparams.in_channels == 1 or model.hparams.get("cross_channel") else 1
     batch = min(batch_size, images * len(rows) * len(columns))
     hparams = model.hparams
     activations = inference_bytes(hparams.base_channels, hparams.depth, tile_h, tile_w, batch)

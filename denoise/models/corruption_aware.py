@@ -19,6 +19,13 @@ The network is given three planes per image channel:
   however black the picture), which a 48x48 U-Net otherwise pieces together from local
   evidence.
 
+With ``cross_channel`` (colour pictures), the network restores one channel at a time, the
+same weights for each, and sees beside its own planes the other channels' noisy, candidate and
+guess planes: where noise hits each channel on its own, a pixel's red may be noise where its
+green is not, and the green says what the red was. Warm-started from a grey model, the planes
+of the other channels come in with zero weights, so it starts out restoring each channel as
+the grey model does, and training teaches it what one channel says about another.
+
 With ``refine_channels``, a second, smaller U-Net (a refinement stage, as in multi-stage
 restoration networks) sees the first result beside the noisy image, the mask and the guess,
 and adds a correction on candidates. Its output conv starts at zero, so it can be added to
@@ -117,12 +124,19 @@ class CorruptionAwareUNet(nn.Module):
         global_context: bool = False,
         attention_levels: int = 0,
         refine_channels: int = 0,
+        cross_channel: bool = False,
     ) -> None:
         super().__init__()
+        if cross_channel and refine_channels:
+            raise ValueError("cross_channel has no refinement stage: set refine_channels=0")
         self.global_context = global_context
+        self.cross_channel = cross_channel
+        own = 5 if global_context else 3
+        # cross_channel: one channel at a time, its own planes, then the others' 3 each
+        in_planes = own + 3 * (channels - 1) if cross_channel else own * channels
         self.backbone = DenoisingUNet(
-            (5 if global_context else 3) * channels,
-            2 * channels,
+            in_planes,
+            2 if cross_channel else 2 * channels,
             base_channels,
             depth,
             dropout,
@@ -159,9 +173,12 @@ class CorruptionAwareUNet(nn.Module):
         planes = [noisy, candidates, guess]
         if self.global_context:
             planes += [extreme_shares(noisy, 0.0), extreme_shares(noisy, 1.0)]
-        planes = torch.cat(planes, dim=1)
-        planes = planes.contiguous(memory_format=self._backbone_memory_format())
-        correction, keep_logit = self.backbone(planes).float().chunk(2, dim=1)
+        if self.cross_channel:
+            correction, keep_logit = self._per_channel(planes)
+        else:
+            planes = torch.cat(planes, dim=1)
+            planes = planes.contiguous(memory_format=self._backbone_memory_format())
+            correction, keep_logit = self.backbone(planes).float().chunk(2, dim=1)
         keep = torch.sigmoid(keep_logit)
         replaced = keep * noisy + (1.0 - keep) * (guess + correction)
         judged_noise = (candidates > 0) & (keep < 0.5)
@@ -171,6 +188,22 @@ class CorruptionAwareUNet(nn.Module):
             stages = stages.contiguous(memory_format=self._backbone_memory_format())
             restored = restored + candidates * self.refiner(stages).float()
         return restored, judged_noise
+
+    def _per_channel(self, planes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone on each channel as its own image (the batch holds N x C of them):
+        its own planes, then the noisy, candidate and guess planes of the other channels."""
+        batch, channels, height, width = planes[0].shape
+        own = torch.stack(planes, dim=2)  # (N, C, kinds, H, W)
+        shared = own[:, :, :3]  # noisy, candidates, guess
+        others = [[o for o in range(channels) if o != c] for c in range(channels)]
+        inputs = [
+            torch.cat([own[:, c], shared[:, others[c]].flatten(1, 2)], dim=1)
+            for c in range(channels)
+        ]
+        stacked = torch.stack(inputs, dim=1).flatten(0, 1)  # (N * C, planes, H, W)
+        stacked = stacked.contiguous(memory_format=self._backbone_memory_format())
+        output = self.backbone(stacked).float().view(batch, channels, 2, height, width)
+        return output[:, :, 0], output[:, :, 1]
 
     def _backbone_memory_format(self) -> torch.memory_format:
         """The layout of the backbone's first conv weights (channels_last when the module

@@ -41,6 +41,7 @@ class Design:
     attention_levels: int = 0
     refine_channels: int = 0
     attention_gates: bool = False
+    cross_channel: bool = False
 
     def network(self) -> nn.Module:
         """The untrained network of this design (:func:`build_network`)."""
@@ -57,6 +58,7 @@ class Design:
             self.attention_levels,
             self.refine_channels,
             self.attention_gates,
+            self.cross_channel,
         )
 
 
@@ -73,6 +75,7 @@ def build_network(
     attention_levels: int = 0,
     refine_channels: int = 0,
     attention_gates: bool = False,
+    cross_channel: bool = False,
 ) -> nn.Module:
     """``unet``: the reference U-Net, re-synthesising every pixel. ``corruption_aware``:
     the same U-Net as a backbone that only rewrites black or white pixels (see
@@ -82,6 +85,8 @@ def build_network(
             raise ValueError("global_context is a setting of the corruption_aware architecture")
         if refine_channels:
             raise ValueError("refine_channels is a setting of the corruption_aware architecture")
+        if cross_channel:
+            raise ValueError("cross_channel is a setting of the corruption_aware architecture")
         return DenoisingUNet(
             in_channels,
             out_channels,
@@ -111,5 +116,6 @@ def build_network(
             global_context=global_context,
             attention_levels=attention_levels,
             refine_channels=refine_channels,
+            cross_channel=cross_channel,
         )
     raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")

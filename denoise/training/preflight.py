@@ -51,6 +51,7 @@ NETWORK_KEYS = (
     "attention_levels",
     "refine_channels",
     "attention_gates",
+    "cross_channel",
 )
 # What checkpoints from before a key existed were trained with.
 NETWORK_DEFAULTS = {
@@ -58,6 +59,7 @@ NETWORK_DEFAULTS = {
     "attention_levels": 0,
     "refine_channels": 0,
     "attention_gates": False,
+    "cross_channel": False,
 }
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit; Lightning refuses larger ones mid-start
 # What torch must find for each accelerator Lightning knows by name.
@@ -96,6 +98,13 @@ def check_training_settings(cfg: DictConfig) -> None:
     if refine and setting(cfg, "model.architecture") != "corruption_aware":
         raise SettingError(
             "model.refine_channels: only the corruption_aware architecture has a refinement stage"
+        )
+    if setting(cfg, "model.cross_channel") and (
+        setting(cfg, "model.architecture") != "corruption_aware" or refine
+    ):
+        raise SettingError(
+            "model.cross_channel=true: a setting of the corruption_aware architecture without "
+            "a refinement stage (model.refine_channels=0)"
         )
     if setting(cfg, "model.attention_gates") and setting(cfg, "model.architecture") != "unet":
         raise SettingError(

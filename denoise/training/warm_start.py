@@ -8,9 +8,11 @@ channels and adds new ones that no old channel reads from yet; new attention blo
 refinement stage keep their zero-output start. So the grown network starts out computing
 exactly what the old one did, and training decides what the new parts add.
 
-A colour corruption-aware model can start from a grey one (:func:`spread_over_channels`): it
-then restores every channel as the grey model restores the channels' mean, and training
-teaches it what one channel says about another.
+A colour corruption-aware model can start from a grey one: a ``cross_channel`` one restores
+each channel exactly as the grey model does (the other channels' planes come in with zero
+weights); one that restores the channels together (:func:`spread_over_channels`) restores
+every channel as the grey model restores the channels' mean. Training then teaches either
+what one channel says about another.
 """
 
 from __future__ import annotations
@@ -73,8 +75,15 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
     checkpoint = read_checkpoint(path)
     source, hyper_parameters = checkpoint["state_dict"], checkpoint["hyper_parameters"]
     target = model.state_dict()
-    channels = int(getattr(model, "hparams", {}).get("in_channels", 1))
-    if hyper_parameters.get("in_channels", 1) == 1 and channels > 1:
+    hparams = getattr(model, "hparams", {})
+    channels = int(hparams.get("in_channels", 1))
+    # a cross-channel model restores one channel at a time: the grey weights fit as they are,
+    # the other channels' planes growing in with zero weights
+    if (
+        hyper_parameters.get("in_channels", 1) == 1
+        and channels > 1
+        and not hparams.get("cross_channel")
+    ):
         source, hyper_parameters = spread_over_channels(source, hyper_parameters, channels, path)
         log.info("Warm start: the grey model's planes spread over %d channels", channels)
     design = design_shapes(hyper_parameters, path)

@@ -1,0 +1,84 @@
+"""The colour model's design (issue 25): ``model.cross_channel`` restores one channel at a time
+with the grey model's weights, seeing the other channels' planes too. Warm-started from the
+grey natural model it restores each channel exactly as the grey model does; what it learns
+from the other channels comes in through weights that start at zero."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from omegaconf import DictConfig
+
+from denoise.inference.checkpoints import load_denoiser
+from denoise.models.module import DenoisingModule
+from denoise.models.networks import Design
+from denoise.runtime.errors import SettingError
+from denoise.training.preflight import check_training_settings
+from denoise.training.warm_start import warm_start
+
+
+def noisy(channels: int, seed: int = 0, size: int = 64) -> torch.Tensor:
+    """Pictures whose channels are hit by salt-and-pepper each on its own."""
+    generator = torch.Generator().manual_seed(seed)
+    clean = torch.rand(2, channels, size, size, generator=generator)
+    hit = torch.rand(clean.shape, generator=generator) < 0.3
+    salt = torch.rand(clean.shape, generator=generator) < 0.5
+    return torch.where(hit, salt.float(), clean)
+
+
+@pytest.fixture(scope="module")
+def grey_and_colour() -> tuple[torch.nn.Module, DenoisingModule]:
+    grey = load_denoiser(None, "cpu", weights="natural")
+    design = {**grey.hparams, "in_channels": 3, "out_channels": 3, "cross_channel": True}
+    colour = DenoisingModule(**design).eval()
+    warm_start(colour, "natural")
+    return grey, colour
+
+
+def test_warm_started_from_the_grey_model_it_restores_each_channel_as_the_grey_model_does(
+    grey_and_colour: tuple[torch.nn.Module, DenoisingModule],
+) -> None:
+    grey, colour = grey_and_colour
+    pictures = noisy(3)
+    per_channel = torch.cat([grey.denoise(pictures[:, c : c + 1]) for c in range(3)], dim=1)
+    torch.testing.assert_close(colour.denoise(pictures), per_channel, rtol=0, atol=1e-6)
+
+
+def test_each_channel_reads_the_other_channels_through_its_own_weights() -> None:
+    torch.manual_seed(0)
+    design = Design(
+        in_channels=3,
+        out_channels=3,
+        base_channels=4,
+        depth=2,
+        dropout=0.0,
+        architecture="corruption_aware",
+        global_context=True,
+        cross_channel=True,
+    )
+    network = design.network().eval()
+    first = network.backbone.encoder[0][0].weight
+    assert first.shape[1] == 5 + 3 * 2  # its own 5 planes, then 3 of each other channel
+    pictures = noisy(3, size=32)
+    changed = pictures.clone()
+    changed[:, 1] = torch.where(changed[:, 1] > 0.5, 0.0, 1.0)  # green, every pixel a candidate
+    with torch.no_grad():
+        red, red_after = network(pictures)[:, 0], network(changed)[:, 0]
+        assert not torch.equal(red, red_after)  # red's restoration reads green
+        first[:, 5:] = 0.0  # without the other channels' weights, red ignores green
+        red, red_after = network(pictures)[:, 0], network(changed)[:, 0]
+    torch.testing.assert_close(red, red_after, rtol=0, atol=0)
+
+
+def test_cross_channel_is_a_setting_of_the_corruption_aware_design_alone(
+    compose_train: Callable[..., DictConfig],
+) -> None:
+    cfg = compose_train("+model.cross_channel=true", "data.channels=3")
+    with pytest.raises(SettingError) as raised:
+        check_training_settings(cfg)
+    assert str(raised.value) == (
+        "model.cross_channel=true: a setting of the corruption_aware architecture without "
+        "a refinement stage (model.refine_channels=0)"
+    )
