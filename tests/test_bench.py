@@ -18,7 +18,7 @@ from denoise.benchmarks.suite import (
     inference_rates,
     machine_rows,
     markdown,
-    photo_rows,
+    predict_memory_rows,
     seconds_per_call,
     training_step,
 )
@@ -151,27 +151,17 @@ def test_onnx_export_of_the_corruption_aware_model_matches_eager() -> None:
     noisy = add_salt_and_pepper(torch.rand(3, 1, 48, 48), 0.3)
     with torch.inference_mode():
         expected = module(noisy)
-    (restored,) = _onnx_engine(module, 1)(noisy)
-    torch.testing.assert_close(torch.from_numpy(restored), expected, rtol=1e-4, atol=1e-5)
+    restored = _onnx_engine(module)(noisy)
+    torch.testing.assert_close(restored, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_photo_rows_time_each_view_count_and_measure_predicts_memory() -> None:
-    """The natural model through predict's tiles: one row per count of views, their ratio,
-    and predict's peak memory (in child processes) on two photo sizes, with its growth."""
-    from omegaconf import OmegaConf
-
-    photos = {"megapixels": 0.01, "views": [1, 2], "memory_megapixels": [0.01, 0.04]}
-    rows = photo_rows(OmegaConf.create({"photos": photos}), 0.01)
-    timed = [row for row in rows if row.unit == "s per megapixel"]
-    assert ["self_ensemble=1" in timed[0].what, "self_ensemble=2" in timed[1].what] == [True] * 2
-    per_megapixel = [row.value for row in timed]
-    assert len(per_megapixel) == 2 and all(value > 0 for value in per_megapixel)
-    (ratio,) = [row for row in rows if row.unit == "× the time"]
-    assert ratio.what == "self_ensemble=2 against 1"
-    assert ratio.value == pytest.approx(per_megapixel[1] / per_megapixel[0])
+def test_predict_memory_rows_measure_predicts_memory_and_its_growth() -> None:
+    """predict's peak memory (in child processes) on two photo sizes, with its growth."""
+    sizes = [0.01, 0.04]
+    rows = predict_memory_rows(sizes)
     peaks = [row.value for row in rows if row.unit == "GiB"]
     assert len(peaks) == 2 and all(0.1 < peak < 8 for peak in peaks)  # a real process' memory
     (growth,) = [row for row in rows if row.unit == "MiB"]
-    side = [round((size * 1e6) ** 0.5) ** 2 / 1e6 for size in photos["memory_megapixels"]]
+    side = [round((size * 1e6) ** 0.5) ** 2 / 1e6 for size in sizes]
     assert growth.value == pytest.approx((peaks[1] - peaks[0]) * 1024 / (side[1] - side[0]))
     assert growth.ratio == "under 0.52 MP: a batch of tiles fills"  # too small to read as bound

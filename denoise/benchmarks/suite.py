@@ -11,6 +11,7 @@ import contextlib
 import copy
 import json
 import math
+import pkgutil
 import re
 import subprocess
 import sys
@@ -35,15 +36,25 @@ from denoise.data.datamodule import FERDataModule
 from denoise.data.fer_csv import load_fer_csv
 from denoise.data.noise import add_salt_and_pepper
 from denoise.data.settings import check_data_settings
+from denoise.files.images import tensor_to_image
 from denoise.files.outputs import absolute, folder_listing
-from denoise.inference.checkpoints import load_denoiser
+from denoise.inference.checkpoints import load_denoiser, pick_device
+from denoise.inference.engines import OnnxDenoiser, export_onnx
+from denoise.inference.restorer import ENGINES, ONNXRUNTIME, PictureRestorer
 from denoise.inference.shipped import FACES, NATURAL, shipped_model
-from denoise.inference.tiling import denoise_image
+from denoise.models.denoiser import Restoring
 from denoise.models.module import DenoisingModule
 from denoise.models.self_ensemble import VIEW_COUNTS
 from denoise.runtime.errors import SettingError
 from denoise.runtime.machine import bf16_hardware, cpu_name, default_precision
-from denoise.runtime.settings import positive_number, positive_numbers, setting, whole_number
+from denoise.runtime.settings import (
+    positive_number,
+    positive_numbers,
+    setting,
+    some_of,
+    true_or_false,
+    whole_number,
+)
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -96,11 +107,15 @@ def onednn_isa() -> dict[str, str]:
     return found
 
 
-def seconds_per_call(fn: Callable[[], object], min_seconds: float) -> float:
-    """Mean wall time of ``fn`` after one warm-up call, over at least ``min_seconds``."""
-    fn()
+def seconds_per_call(
+    fn: Callable[[], object], min_seconds: float, min_calls: int = 3, warm_up: bool = True
+) -> float:
+    """Mean wall time of ``fn`` over at least ``min_seconds`` and ``min_calls`` calls, after
+    one warm-up call (left out where the caller warmed it: a photo's calls take seconds)."""
+    if warm_up:
+        fn()
     calls, start = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < min_seconds:
+    while calls < min_calls or time.perf_counter() - start < min_seconds:
         fn()
         calls += 1
     return (time.perf_counter() - start) / calls
@@ -224,7 +239,7 @@ def inference_rates(
         engines["torch.compile"] = compiled
     except Exception as error:
         engines["torch.compile"] = _unavailable(error)
-    engines["ONNX Runtime"] = _onnx_engine(eager, channels)
+    engines["ONNX Runtime"] = _onnx_engine(eager)
     rates: dict[str, dict[int, float]] = {}
     for name, engine in engines.items():
         rates[name] = {}
@@ -241,32 +256,29 @@ def inference_rates(
     return rates
 
 
+def _why(error: Exception) -> str:
+    """Why an engine cannot run here, in a row's words."""
+    return f"not available: {type(error).__name__}: {str(error)[:120]}"
+
+
 def _unavailable(error: Exception) -> Callable[[torch.Tensor], object]:
     def fail(_: torch.Tensor) -> object:
-        raise RuntimeError(f"not available: {type(error).__name__}: {str(error)[:120]}")
+        raise RuntimeError(_why(error))
 
     return fail
 
 
-def _onnx_engine(module: DenoisingModule, channels: int) -> Callable[[torch.Tensor], object]:
+def _onnx_engine(module: Restoring) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``module``'s network run by ONNX Runtime, converted as ``export`` and ``predict``
+    convert it (one converter in the project); its restored images."""
     try:
-        import onnxruntime
-
-        path = Path(tempfile.mkdtemp()) / "denoiser.onnx"
-        example = torch.rand(1, channels, 48, 48)
-        torch.onnx.export(
-            module.net,
-            (example,),
-            path,
-            dynamo=False,
-            input_names=["noisy"],
-            output_names=["restored"],
-            dynamic_axes={"noisy": {0: "batch"}, "restored": {0: "batch"}},
-        )
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        with tempfile.TemporaryDirectory() as folder:  # the session keeps what it read
+            path = Path(folder) / "denoiser.onnx"
+            export_onnx(module, path)
+            network = OnnxDenoiser(path).net
     except Exception as error:
         return _unavailable(error)
-    return lambda x: session.run(None, {"noisy": x.numpy()})
+    return lambda x: network.restore_and_decide(x)[0]
 
 
 def data_figures(
@@ -353,16 +365,48 @@ finally:
 """
 
 
-def peak_rss(command: str, overrides: list[str]) -> float:
-    """Peak resident memory (GiB) of ``python -m <command> <overrides>`` in a child process.
+@dataclass(frozen=True)
+class ChildRun:
+    """``python -m <command>`` run in a child process, with the bench's environment."""
+
+    completed: subprocess.CompletedProcess
+    seconds: float  # wall time from launch to exit: what a person waits for
+    peak_gib: float  # its own peak resident memory
+
+    @property
+    def failure(self) -> str:
+        """Empty where it succeeded; else its exit status and its error line (else its last
+        line of output)."""
+        if self.completed.returncode == 0:
+            return ""
+        output = f"{self.completed.stdout}\n{self.completed.stderr}".splitlines()
+        lines = [line for line in output if line.strip() and not line.startswith("PEAK_RSS_KB")]
+        said = next(
+            (line for line in lines if line.startswith("error:")), lines[-1] if lines else ""
+        )
+        return f"failed (exit {self.completed.returncode}): {said}"
+
+
+def run_child(command: str, arguments: list[str]) -> ChildRun:
+    """Run ``python -m <command> <arguments>`` as a child process and time it.
 
     The child reports its own high-water mark (VmHWM): the parent's rusage of children
     would include the pages a forked child inherits from this (large) process.
     """
-    child = [sys.executable, "-c", PEAK_RSS_REPORTER, command, *overrides]
-    completed = subprocess.run(child, check=True, capture_output=True, text=True)
+    child = [sys.executable, "-c", PEAK_RSS_REPORTER, command, *arguments]
+    started = time.perf_counter()
+    completed = subprocess.run(child, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
     kilobytes = re.search(r"PEAK_RSS_KB (\d+)", completed.stderr)
-    return int(kilobytes.group(1)) / 1024**2 if kilobytes else float("nan")
+    peak = int(kilobytes.group(1)) / 1024**2 if kilobytes else float("nan")
+    return ChildRun(completed, seconds, peak)
+
+
+def peak_rss(command: str, overrides: list[str]) -> float:
+    """Peak resident memory (GiB) of ``python -m <command> <overrides>``; a failure raises."""
+    run = run_child(command, overrides)
+    run.completed.check_returncode()
+    return run.peak_gib
 
 
 def peak_training_rss(csv_path: str, batches: int) -> float:
@@ -381,47 +425,169 @@ def peak_training_rss(csv_path: str, batches: int) -> float:
 # megapixel. A whole-image pass would add its activations: hundreds.
 MIB_PER_MEGAPIXEL = 64
 
+GREY, COLOUR = "grey", "colour"
+PHOTO_KINDS = (GREY, COLOUR)
+PHOTO_NOISE = 0.5
+# Issue 25's longest waits for predict's default: seconds, for a photo of up to so many
+# megapixels.
+WAIT_TARGETS = ((1.0, 10.0), (12.0, 60.0))
+HELP_SECONDS = 1.5  # issue 25: every command's --help
+PREDICT_START_SECONDS = 3.0  # issue 25: predict starts on its first tile within this
+START_SIDE = 64  # the picture predict's start-up restores: one tile, so the rest is start-up
+OVERHEAD = 1.125  # views may cost this much more than a pass each (then their mean)
 
-def noisy_photo(megapixels: float, density: float = 0.5) -> torch.Tensor:
-    """A grey ``(1, H, W)`` photo of about ``megapixels``: scikit-image's camera, resized,
-    under salt-and-pepper (seeded)."""
+
+def clean_photo(megapixels: float, kind: str = GREY) -> torch.Tensor:
+    """A ``(C, H, W)`` photo in [0, 1], square, of about ``megapixels``: scikit-image's
+    camera (grey) or astronaut (colour), resized."""
     side = round(math.sqrt(megapixels * 1e6))
-    camera = torch.from_numpy(data.camera().astype(np.float32) / 255)[None, None]
-    photo = F.interpolate(camera, size=(side, side), mode="bilinear", align_corners=False)
+    picture = data.camera()[..., None] if kind == GREY else data.astronaut()
+    planes = torch.from_numpy(picture.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    photo = F.interpolate(planes, size=(side, side), mode="bilinear", align_corners=False)
+    return photo[0].clamp(0, 1)
+
+
+def noisy_photo(megapixels: float, density: float = PHOTO_NOISE, kind: str = GREY) -> torch.Tensor:
+    """:func:`clean_photo` under salt-and-pepper (seeded), drawn for each channel on its
+    own, as published colour results draw it."""
     generator = torch.Generator().manual_seed(0)
-    return add_salt_and_pepper(photo.clamp(0, 1), density, generator=generator)[0]
+    clean = clean_photo(megapixels, kind)[None]
+    return add_salt_and_pepper(clean, density, generator=generator)[0]
+
+
+def saved_photo(photo: torch.Tensor, path: Path) -> Path:
+    """``photo`` written as an 8-bit image file, as a person would give it to predict."""
+    Image.fromarray(tensor_to_image(photo, np.uint8)).save(path)
+    return path
+
+
+def photo_label(photo: torch.Tensor, kind: str) -> str:
+    return f"{photo.shape[-1]}×{photo.shape[-2]} {kind} photo at {PHOTO_NOISE:.0%} noise"
+
+
+def within(value: float, limit: float, unit: str) -> str:
+    """A target as the README writes it, met (✓) or not (✗)."""
+    return f"≤ {limit:g} {unit} {'✓' if value <= limit else '✗'}"
 
 
 def photo_rows(cfg: DictConfig, seconds: float) -> list[Row]:
-    """The shipped natural model restoring grey photos the way ``predict`` does (its tiles):
-    seconds per megapixel with each count of self-ensemble views, and ``predict``'s peak
-    memory at several photo sizes, which its tiles keep from growing with the activations."""
-    natural = shipped_model(NATURAL)
-    model = load_denoiser(None, "cpu", weights=NATURAL)
-    megapixels = float(cfg.photos.megapixels)
-    photo = noisy_photo(megapixels)
-    shown = f"{photo.shape[-1]}×{photo.shape[-2]}"
-    rows, per_megapixel = [], {}
-    for views in cfg.photos.views:
-        model.inference_views = views
-        spent = seconds_per_call(lambda: denoise_image(model, photo, **natural.tiling), seconds)
-        per_megapixel[views] = spent * 1e6 / photo[0].numel()
-        what = f"natural model, self_ensemble={views}, {shown} grey photo at 50% noise"
-        rows.append(Row("photos", what, per_megapixel[views], "s per megapixel"))
-    if len(per_megapixel) > 1:
-        fewest, most = min(per_megapixel), max(per_megapixel)
-        ratio = per_megapixel[most] / per_megapixel[fewest]
-        rows.append(
-            Row(
-                "photos",
-                f"self_ensemble={most} against {fewest}",
-                ratio,
-                "× the time",
-                target=f"≤ {1.125 * most / fewest:g} (a pass per view, then their mean)",
+    """The shipped natural model restoring grey and colour photos as ``predict`` does,
+    in each engine, precision and count of views; ``predict``'s peak memory at several
+    photo sizes; and what a person waits for, end to end, on whole photos."""
+    photos = cfg.photos
+    engines, precisions = list(photos.engines), list(cfg.precisions)
+    ways = [(e, p) for e in engines for p in precisions if e == "torch" or p == "fp32"]
+    with tempfile.TemporaryDirectory() as cache:  # ONNX Runtime's conversions
+        restorers = {
+            (engine, precision): PictureRestorer(
+                weights=NATURAL, precision=precision, engine=engine, cache_dir=cache
             )
-        )
-    rows += predict_memory_rows([float(size) for size in cfg.photos.memory_megapixels])
+            for engine, precision in ways
+        }
+        rows = []
+        for kind in PHOTO_KINDS:
+            photo = noisy_photo(float(photos.megapixels), kind=kind)
+            clean = clean_photo(float(photos.megapixels), kind)
+            rows += photo_speed_rows(photo, clean, kind, restorers, list(photos.views), seconds)
+    rows += predict_memory_rows([float(size) for size in photos.memory_megapixels])
+    rows += whole_photo_rows([float(size) for size in photos.whole_megapixels], photos.whole_kinds)
     return rows
+
+
+def photo_speed_rows(
+    photo: torch.Tensor,
+    clean: torch.Tensor,
+    kind: str,
+    restorers: dict[tuple[str, str], PictureRestorer],
+    views: list[int],
+    seconds: float,
+) -> list[Row]:
+    """Seconds per megapixel of each restorer (engine, precision) on ``photo`` with each
+    count of ``views`` and with its own policy (self_ensemble=None), as a ratio to torch fp32
+    with one view; and where each differs from torch fp32 at its own views, with the PSNR
+    of each to ``clean`` (bf16 may cost quality; ONNX Runtime should cost none)."""
+    array = tensor_to_image(photo, np.uint8)
+    pixels = photo.shape[-2] * photo.shape[-1]
+    shown = photo_label(photo, kind)
+    timings: dict[tuple[str, str, int], float] = {}
+    outputs: dict[tuple[str, str, int], np.ndarray] = {}
+    timed: list[tuple[Row, tuple[str, str, int]]] = []
+    rows: list[Row] = []
+    for (engine, precision), restorer in restorers.items():
+        device = "" if engine == ONNXRUNTIME else f" on {pick_device(restorer.device)}"
+        label = f"natural model, {engine} {precision}{device}"
+        try:
+            restorer.model(grey=kind == GREY)  # loaded (converted) before any timing
+        except Exception as error:
+            if engine != ONNXRUNTIME:
+                raise
+            rows.append(
+                Row("photos", f"{label}, {shown}", math.nan, "s per megapixel", _why(error))
+            )
+            continue
+        for chosen in [*views, None]:
+            restorer.self_ensemble = chosen
+            key = (engine, precision, restorer.views(pixels))
+
+            def restore(restorer: PictureRestorer = restorer, key: tuple = key) -> None:
+                outputs[key] = restorer.restore(array)
+
+            if key not in timings:
+                warm = not any(k[:2] == key[:2] for k in timings)
+                spent = seconds_per_call(restore, seconds, min_calls=1, warm_up=warm)
+                timings[key] = spent * 1e6 / pixels
+            how = (
+                f"self_ensemble={chosen}"
+                if chosen is not None
+                else f"its own views ({key[2]} for {pixels / 1e6:.2g} MP)"
+            )
+            row = Row("photos", f"{label}, {how}, {shown}", timings[key], "s per megapixel")
+            timed.append((row, key))
+    reference = timings.get(("torch", "fp32", 1))
+    for row, (engine, precision, count) in timed:
+        if reference is not None and (engine, precision, count) != ("torch", "fp32", 1):
+            row.ratio = f"{row.value / reference:.2f}× torch fp32, 1 view"
+            if (engine, precision) == ("torch", "fp32"):
+                row.target = f"≤ {OVERHEAD * count:g}× (a pass per view, then their mean)"
+        rows.append(row)
+    rows += difference_rows(outputs, clean, restorers, pixels, shown)
+    return rows
+
+
+def difference_rows(
+    outputs: dict[tuple[str, str, int], np.ndarray],
+    clean: torch.Tensor,
+    restorers: dict[tuple[str, str], PictureRestorer],
+    pixels: int,
+    shown: str,
+) -> list[Row]:
+    """Each restorer's largest difference to torch fp32 on the same photo at its own views,
+    in 8-bit levels (what predict writes), with the PSNR of both to the clean photo."""
+    expected = tensor_to_image(clean, np.uint8)
+    rows = []
+    for (engine, precision), restorer in restorers.items():
+        restorer.self_ensemble = None
+        count = restorer.views(pixels)
+        mine, reference = (
+            outputs.get((engine, precision, count)),
+            outputs.get(("torch", "fp32", count)),
+        )
+        if (engine, precision) == ("torch", "fp32") or mine is None or reference is None:
+            continue
+        largest = int(np.abs(mine.astype(np.int16) - reference.astype(np.int16)).max())
+        what = (
+            f"natural model, {engine} {precision} against torch fp32, its own views "
+            f"({count}), {shown}: largest difference"
+        )
+        psnr = f"PSNR to the clean photo {_psnr(mine, expected):.2f} dB (torch fp32: "
+        psnr += f"{_psnr(reference, expected):.2f} dB)"
+        rows.append(Row("photos", what, largest, "levels of 255", psnr))
+    return rows
+
+
+def _psnr(restored: np.ndarray, clean: np.ndarray) -> float:
+    error = np.mean((restored.astype(np.float64) - clean.astype(np.float64)) ** 2)
+    return 10 * math.log10(255**2 / error) if error else math.inf
 
 
 def predict_memory_rows(sizes: list[float]) -> list[Row]:
@@ -432,8 +598,8 @@ def predict_memory_rows(sizes: list[float]) -> list[Row]:
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
             photo = noisy_photo(size)
-            source, target = Path(folder) / f"{size:g}mp.png", Path(folder) / "restored.png"
-            Image.fromarray((photo[0].numpy() * 255).round().astype(np.uint8)).save(source)
+            source = saved_photo(photo, Path(folder) / f"{size:g}mp.png")
+            target = Path(folder) / "restored.png"
             overrides = [f"input={source}", f"output={target}", "self_ensemble=1"]
             peak = peaks[photo[0].numel() / 1e6] = peak_rss("denoise.predict", overrides)
             what = f"peak RSS, predict on a {size:g} MP grey photo"
@@ -447,6 +613,67 @@ def predict_memory_rows(sizes: list[float]) -> list[Row]:
         note = "" if small >= batch_area else f"under {batch_area:.2g} MP: a batch of tiles fills"
         target = f"≤ {MIB_PER_MEGAPIXEL} MiB"
         rows.append(Row("memory", what, growth, "MiB", note, target))
+    return rows
+
+
+def wait_target(megapixels: float) -> float | None:
+    """The issue's longest wait for a photo of this size (None above the largest)."""
+    return next((limit for size, limit in WAIT_TARGETS if megapixels <= size), None)
+
+
+def whole_photo_rows(sizes: list[float], kinds: list[str]) -> list[Row]:
+    """What a person waits for: ``python -m denoise.predict`` with its default settings on
+    a noisy photo file of each size and kind, from launch to exit, with its peak memory."""
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for kind in kinds:
+            for size in sizes:
+                photo = noisy_photo(size, kind=kind)
+                source = saved_photo(photo, Path(folder) / f"{kind}-{size:g}mp.png")
+                target = Path(folder) / "restored.png"
+                run = run_child("denoise.predict", [f"input={source}", f"output={target}"])
+                pixels = photo.shape[-2] * photo.shape[-1]
+                views = shipped_model(NATURAL).views_for(pixels)
+                what = (
+                    f"predict, default settings, launch to exit: {photo_label(photo, kind)} "
+                    f"({pixels / 1e6:.3g} MP; its own views: {views})"
+                )
+                value = math.nan if run.failure else run.seconds
+                note = run.failure or f"peak RSS {run.peak_gib:.2f} GiB"
+                limit = wait_target(size)
+                target = "" if limit is None else within(value, limit, "s")
+                rows.append(Row("photos", what, value, "s", note, target))
+    return rows
+
+
+def command_names() -> list[str]:
+    """Every command: each top-level module of the package is one (``denoise/<command>.py``)."""
+    import denoise
+
+    return [module.name for module in pkgutil.iter_modules(denoise.__path__) if not module.ispkg]
+
+
+def startup_rows() -> list[Row]:
+    """Start-up, launch to exit in child processes: each command's ``--help``, and predict
+    on a picture of one tile in one pass (so the rest of its time is start-up)."""
+    rows = []
+    for name in command_names():
+        run = run_child(f"denoise.{name}", ["--help"])
+        value = math.nan if run.failure else run.seconds
+        what = f"python -m denoise.{name} --help"
+        rows.append(
+            Row("start-up", what, value, "s", run.failure, within(value, HELP_SECONDS, "s"))
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        picture = noisy_photo(START_SIDE**2 / 1e6)
+        source = saved_photo(picture, Path(folder) / "small.png")
+        target = Path(folder) / "restored.png"
+        arguments = [f"input={source}", f"output={target}", "self_ensemble=1"]
+        run = run_child("denoise.predict", arguments)
+    value = math.nan if run.failure else run.seconds
+    what = f"python -m denoise.predict, launch to exit: {photo_label(picture, GREY)}, one view"
+    target = within(value, PREDICT_START_SECONDS, "s")
+    rows.append(Row("start-up", what, value, "s", run.failure, target))
     return rows
 
 
@@ -557,6 +784,8 @@ def run_bench(cfg: DictConfig) -> list[Row]:
     rows += inference_rows("default model", module, cfg, seconds, precisions)
     rows += inference_rows("shipped blind model", shipped, cfg, seconds, precisions)
     rows += photo_rows(cfg, seconds)
+    if cfg.startup:
+        rows += startup_rows()
     return rows
 
 
@@ -652,13 +881,12 @@ def check_bench_settings(cfg: DictConfig) -> None:
     for key in ("image_size", "channels", "batch_size"):
         whole_number(cfg, f"reference.{key}")
     positive_number(cfg, "photos.megapixels")
-    views = setting(cfg, "photos.views")
-    if not isinstance(views, list) or not all(
-        view in VIEW_COUNTS and not isinstance(view, bool) for view in views
-    ):
-        listed = ", ".join(map(str, VIEW_COUNTS))
-        raise SettingError(f"photos.views={views}: must be a list of counts among {listed}")
+    some_of(cfg, "photos.views", VIEW_COUNTS, "counts")
+    some_of(cfg, "photos.engines", ENGINES, "engines")
     positive_numbers(cfg, "photos.memory_megapixels", what="sizes", allow_empty=True)
+    positive_numbers(cfg, "photos.whole_megapixels", what="sizes", allow_empty=True)
+    some_of(cfg, "photos.whole_kinds", PHOTO_KINDS, "kinds")
+    true_or_false(cfg, "startup")
     check_data_settings(cfg)
 
 

@@ -85,6 +85,29 @@ def one_of(cfg: DictConfig, key: str, choices: Sequence[Any]) -> Any:
     return value
 
 
+def true_or_false(cfg: DictConfig, key: str) -> bool:
+    """A switch: ``true`` or ``false``, not a word or number that reads as one."""
+    value = setting(cfg, key)
+    if not isinstance(value, bool):
+        raise SettingError(f"{key}={shown(value)}: must be true or false")
+    return value
+
+
+def some_of(
+    cfg: DictConfig, key: str, choices: Sequence[Any], what: str, allow_empty: bool = False
+) -> list[Any]:
+    """A list drawn from ``choices`` (by :func:`one_of`'s rule: ``true`` is no number);
+    ``what`` names its items in the error."""
+    value = setting(cfg, key)
+    valid = isinstance(value, list) and (bool(value) or allow_empty)
+    boolean = isinstance(choices[0], bool)
+    if not valid or not all(v in choices and isinstance(v, bool) == boolean for v in value):
+        listed = ", ".join(str(choice) for choice in choices)
+        either = " (or [])" if allow_empty else ""
+        raise SettingError(f"{key}={shown(value)}: must be a list of {what} among {listed}{either}")
+    return value
+
+
 def batch_limit(cfg: DictConfig, key: str, what: str) -> None:
     """A Lightning ``limit_*_batches``: null, a whole number of batches >= 1, or a fraction in
     (0, 1]. Zero is refused: the run would silently skip ``what``."""
