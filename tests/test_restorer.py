@@ -103,15 +103,24 @@ def test_the_natural_model_spends_views_by_size(megapixels: float, views: int) -
     assert SHIPPED_MODELS["faces"].views_for(round(megapixels * 1e6)) == 2  # always its own
 
 
+def test_a_colour_picture_counts_the_networks_three_passes() -> None:
+    natural = SHIPPED_MODELS["natural"]
+    assert natural.views_for(250_000, passes=3) == 2  # 8 views for 0.25 MP grey
+    assert natural.views_for(80_000, passes=3) == 8
+    assert natural.views_for(1_000_000, passes=3) == 1
+
+
 def test_the_views_line_says_what_was_chosen_and_how_to_get_the_best(
     shipped_pair: tuple[Path, Path],
 ) -> None:
     restorer = PictureRestorer(weights="natural")
     assert restorer.views_note(200_000) is None  # all 8: nothing traded
     assert restorer.views_note(1_000_000) == (
-        "2 views (self_ensemble) for this 1.0-megapixel picture: views are spent where they "
-        "pay (all 8 up to 0.25 MP); self_ensemble=8 gives the best quality in about 4x the time"
+        "2 views (self_ensemble) for this 1.0-megapixel grey picture: views are spent where "
+        "they pay (all 8 up to 0.25 MP grey, 0.08 MP colour); self_ensemble=8 gives the best "
+        "quality in about 4x the time"
     )
+    assert restorer.views_note(1_000_000, passes=3).startswith("1 view (self_ensemble) for ")
     assert PictureRestorer(weights="natural", self_ensemble=1).views_note(5_000_000) is None
     assert PictureRestorer(ckpt_path=shipped_pair[0]).views(5_000_000) == 1
 

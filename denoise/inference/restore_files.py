@@ -112,9 +112,6 @@ def predict(cfg: DictConfig) -> list[Path]:
                 array = read_image(job.source, max_pixels)
                 check_writable(job.target, array)  # before the model's work, not after
                 restorer.check(job.source, array, error=ImageError)
-                note = restorer.views_note(array.shape[0] * array.shape[1])
-                if note:
-                    log.info(note)
                 started = time.perf_counter()
                 write_image(job.target, restorer.restore(array))
             except ImageError as error:

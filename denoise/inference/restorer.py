@@ -21,7 +21,12 @@ from denoise.files.images import image_to_tensor, tensor_to_image
 from denoise.inference.checkpoints import checkpoint_file, load_denoiser, resolve_checkpoint
 from denoise.inference.engines import onnx_denoiser
 from denoise.inference.shipped import ShippedModel, shipped_model
-from denoise.inference.tiling import check_tiling_memory, default_tiling, denoise_image
+from denoise.inference.tiling import (
+    check_tiling_memory,
+    default_tiling,
+    denoise_image,
+    network_passes,
+)
 from denoise.models.denoiser import Denoiser
 from denoise.runtime.errors import SettingError, UserError
 
@@ -102,25 +107,27 @@ class PictureRestorer:
             self._models[path] = model
         return self._models[path]
 
-    def views(self, pixels: int) -> int:
-        """``self_ensemble`` as set; else the shipped model's choice for this size; else one
-        pass (a checkpoint's training orientations are unknown)."""
+    def views(self, pixels: int, passes: int = 1) -> int:
+        """``self_ensemble`` as set; else the shipped model's choice for a picture of
+        ``pixels`` that the network passes over ``passes`` times; else one pass (a
+        checkpoint's training orientations are unknown)."""
         if self.self_ensemble is not None:
             return self.self_ensemble
-        return self.shipped.views_for(pixels) if self.shipped else 1
+        return self.shipped.views_for(pixels, passes) if self.shipped else 1
 
-    def views_note(self, pixels: int) -> str | None:
-        """One line when the size policy gave this picture fewer views than the model's own
+    def views_note(self, pixels: int, passes: int = 1) -> str | None:
+        """One line when the size policy gave a picture fewer views than the model's own
         best: what was chosen, and how to ask for the best quality."""
-        views = self.views(pixels)
+        views = self.views(pixels, passes)
         if self.self_ensemble is not None or self.shipped is None or views >= self.shipped.views:
             return None
-        best = self.shipped.views
+        best, budget = self.shipped.views, self.shipped.view_megapixels
+        kind = "grey" if passes == 1 else "colour"
         return (
             f"{views} view{'s' if views > 1 else ''} (self_ensemble) for this "
-            f"{pixels / 1e6:.1f}-megapixel picture: views are spent where they pay (all {best} "
-            f"up to {self.shipped.view_megapixels / best:.2f} MP); self_ensemble={best} gives "
-            f"the best quality in about {best // views}x the time"
+            f"{pixels / 1e6:.1f}-megapixel {kind} picture: views are spent where they pay (all "
+            f"{best} up to {budget / best:.2f} MP grey, {budget / best / 3:.2f} MP colour); "
+            f"self_ensemble={best} gives the best quality in about {best // views}x the time"
         )
 
     def model_tiling(self, model: Denoiser) -> dict[str, int]:
@@ -140,7 +147,12 @@ class PictureRestorer:
         """The restored picture, in the size, layout and pixel type of ``array``."""
         planes, alpha = image_to_tensor(array)
         grey = is_grey(planes)
+        picture = planes[:1] if grey else planes
         model = self.model(grey)
-        model.inference_views = self.views(planes.shape[-2] * planes.shape[-1])
-        restored = denoise_image(model, planes[:1] if grey else planes, **self.model_tiling(model))
+        pixels, passes = picture[0].numel(), network_passes(model, len(picture))
+        note = self.views_note(pixels, passes)
+        if note:
+            log.info(note)
+        model.inference_views = self.views(pixels, passes)
+        restored = denoise_image(model, picture, **self.model_tiling(model))
         return tensor_to_image(restored.expand_as(planes), array.dtype, alpha)

@@ -37,8 +37,9 @@ class ShippedModel:
     """A model in ``denoise/weights/``: its file, its own tiling and self-ensemble views, and
     for pictures in colour, where it has one, a model that restores the three channels
     together (``colour``). ``view_megapixels`` spends views where they pay: an image gets
-    the most views (up to ``views``) whose count times its megapixels stays within it, and
-    one pass at least; null gives every image ``views``."""
+    the most views (up to ``views``) whose count times the megapixels the network runs over
+    (its pixels times the network's passes: 3 for a colour picture restored channel by
+    channel) stays within it, and one pass at least; null gives every image ``views``."""
 
     name: str
     weights: Path
@@ -52,15 +53,18 @@ class ShippedModel:
         """The model card ``denoise.export`` writes beside the weights."""
         return self.weights.with_suffix(".md")
 
-    def views_for(self, pixels: int) -> int:
-        """The views an image of ``pixels`` gets when ``self_ensemble`` is null."""
+    def views_for(self, pixels: int, passes: int = 1) -> int:
+        """The views an image of ``pixels`` gets when ``self_ensemble`` is null, where the
+        network makes ``passes`` over each pixel."""
         if self.view_megapixels is None:
             return self.views
-        fitting = [count for count in VIEW_COUNTS if count * pixels <= self.view_megapixels * 1e6]
+        budget = self.view_megapixels * 1e6
+        fitting = [count for count in VIEW_COUNTS if count * pixels * passes <= budget]
         return min(self.views, max(fitting, default=1))
 
 
-# 8 views up to a quarter of a megapixel, 4 to half, 2 to one, one pass above (README, Speed).
+# Grey: 8 views up to a quarter of a megapixel, 4 to half, 2 to one, one pass above; colour
+# (three passes): 8 up to 0.08 MP, 4 to 0.17, 2 to 0.33 (README, Speed).
 NATURAL_VIEW_MEGAPIXELS = 2.0
 
 SHIPPED_MODELS: dict[str, ShippedModel] = {

@@ -54,6 +54,13 @@ PROGRESS_DELAY_S = 2.0
 IMAGE_COPIES = 3
 
 
+def network_passes(model: Denoiser, channels: int) -> int:
+    """How many images the network restores for one of ``channels`` channels: each channel
+    for a grey model and a cross-channel one, the whole image at once otherwise."""
+    one_at_a_time = model.hparams.in_channels == 1 or model.hparams.get("cross_channel", False)
+    return channels if one_at_a_time else 1
+
+
 def default_tiling(model: Denoiser) -> dict[str, int]:
     """``tile_size``, ``overlap`` and ``batch_size`` (tiles at once) that suit the model's
     architecture (see the module's notes)."""
@@ -123,8 +130,7 @@ def check_tiling_memory(
     columns = tile_spans(width, tile_size, overlap, multiple)
     tile_h = max(span.stop - span.start for span in rows)
     tile_w = max(span.stop - span.start for span in columns)
-    # the backbone's images per tile: each channel for a grey model and a cross-channel one
-    images = channels if model.hparams.in_channels == 1 or model.hparams.get("cross_channel") else 1
+    images = network_passes(model, channels)
     batch = min(batch_size, images * len(rows) * len(columns))
     hparams = model.hparams
     activations = inference_bytes(hparams.base_channels, hparams.depth, tile_h, tile_w, batch)
