@@ -511,8 +511,7 @@ def photo_speed_rows(
     shown = photo_label(photo, kind)
     timings: dict[tuple[str, str, int], float] = {}
     outputs: dict[tuple[str, str, int], np.ndarray] = {}
-    timed: list[tuple[Row, tuple[str, str, int]]] = []
-    rows: list[Row] = []
+    timed: list[tuple[Row, tuple[str, str, int] | None]] = []
     for (engine, precision), restorer in restorers.items():
         device = "" if engine == ONNXRUNTIME else f" on {pick_device(restorer.device)}"
         label = f"natural model, {engine} {precision}{device}"
@@ -521,10 +520,10 @@ def photo_speed_rows(
         except Exception as error:
             if engine != ONNXRUNTIME:
                 raise
-            rows.append(
-                Row("photos", f"{label}, {shown}", math.nan, "s per megapixel", _why(error))
-            )
+            row = Row("photos", f"{label}, {shown}", math.nan, "s per megapixel", _why(error))
+            timed.append((row, None))
             continue
+        warm_up = True  # once per model: its first call loads what the others reuse
         for chosen in [*views, None]:
             restorer.self_ensemble = chosen
             key = (engine, precision, restorer.views(pixels))
@@ -533,9 +532,8 @@ def photo_speed_rows(
                 outputs[key] = restorer.restore(array)
 
             if key not in timings:
-                warm = not any(k[:2] == key[:2] for k in timings)
-                spent = seconds_per_call(restore, seconds, min_calls=1, warm_up=warm)
-                timings[key] = spent * 1e6 / pixels
+                spent = seconds_per_call(restore, seconds, min_calls=1, warm_up=warm_up)
+                timings[key], warm_up = spent * 1e6 / pixels, False
             how = (
                 f"self_ensemble={chosen}"
                 if chosen is not None
@@ -544,12 +542,12 @@ def photo_speed_rows(
             row = Row("photos", f"{label}, {how}, {shown}", timings[key], "s per megapixel")
             timed.append((row, key))
     reference = timings.get(("torch", "fp32", 1))
-    for row, (engine, precision, count) in timed:
-        if reference is not None and (engine, precision, count) != ("torch", "fp32", 1):
+    for row, key in timed:
+        if reference is not None and key is not None and key != ("torch", "fp32", 1):
             row.ratio = f"{row.value / reference:.2f}× torch fp32, 1 view"
-            if (engine, precision) == ("torch", "fp32"):
-                row.target = f"≤ {OVERHEAD * count:g}× (a pass per view, then their mean)"
-        rows.append(row)
+            if key[:2] == ("torch", "fp32"):
+                row.target = f"≤ {OVERHEAD * key[2]:g}× (a pass per view, then their mean)"
+    rows = [row for row, _ in timed]
     rows += difference_rows(outputs, clean, restorers, pixels, shown)
     return rows
 
@@ -568,10 +566,8 @@ def difference_rows(
     for (engine, precision), restorer in restorers.items():
         restorer.self_ensemble = None
         count = restorer.views(pixels)
-        mine, reference = (
-            outputs.get((engine, precision, count)),
-            outputs.get(("torch", "fp32", count)),
-        )
+        mine = outputs.get((engine, precision, count))
+        reference = outputs.get(("torch", "fp32", count))
         if (engine, precision) == ("torch", "fp32") or mine is None or reference is None:
             continue
         largest = int(np.abs(mine.astype(np.int16) - reference.astype(np.int16)).max())
