@@ -9,10 +9,12 @@ import dataclasses
 import importlib.util
 import math
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 from test_restorer import save_model
 from test_startup import COMMANDS
@@ -21,6 +23,7 @@ from denoise.benchmarks import suite
 from denoise.benchmarks.suite import (
     Row,
     check_bench_settings,
+    chosen_views,
     clean_photo,
     noisy_photo,
     photo_rows,
@@ -30,8 +33,11 @@ from denoise.benchmarks.suite import (
     whole_photo_rows,
     within,
 )
+from denoise.files.images import tensor_to_image
 from denoise.inference.restorer import PictureRestorer, is_grey
 from denoise.inference.shipped import SHIPPED_MODELS
+from denoise.models.denoiser import Denoiser
+from denoise.models.networks import Design
 from denoise.runtime.errors import SettingError
 
 HAS_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
@@ -106,6 +112,7 @@ def test_photos_are_timed_in_each_kind_engine_precision_and_count_of_views(
         assert timed(rows, kind, "torch fp32", "self_ensemble=2,").target.startswith("≤ 2.25×")
     assert not [row for row in rows if "onnxruntime bf16" in row.what]  # fp32 only
     # each kind went to its own model, and ONNX Runtime's conversions were not kept
+    assert len(restorers) == len(ways)
     assert all(set(made._models) == set(tiny_natural) for made in restorers)
     assert not any(Path(made.cache_dir).exists() for made in restorers)
 
@@ -143,6 +150,31 @@ def test_the_colour_photo_is_colour_and_noisy_in_each_channel_on_its_own() -> No
     assert 0.45 < hit.float().mean() < 0.55
     assert 0.2 < (hit.all(0) == hit.any(0)).float().mean() < 0.4  # not whole pixels at once
     assert not np.allclose(photo[0], photo[1])
+
+
+@pytest.mark.parametrize("cross_channel", [False, True])
+def test_the_views_said_are_the_views_predicts_restorer_takes(
+    tiny_natural: tuple[Path, Path], tmp_path: Path, cross_channel: bool
+) -> None:
+    """A colour model that restores one channel at a time passes over a photo three times:
+    the size policy gives it fewer views than one that restores the three at once."""
+    torch.manual_seed(0)
+    design = Design(
+        in_channels=3, out_channels=3, base_channels=4, depth=2, dropout=0.0,
+        architecture="corruption_aware", cross_channel=cross_channel,
+    )  # fmt: skip
+    path = tmp_path / "colour-design.ckpt"
+    torch.save(
+        {"state_dict": Denoiser(design).state_dict(), "hyper_parameters": asdict(design)}, path
+    )
+    entry = dataclasses.replace(SHIPPED_MODELS["natural"], colour=path, view_megapixels=0.2)
+    SHIPPED_MODELS["natural"] = entry  # the fixture's monkeypatch puts it back
+    restorer = PictureRestorer(weights="natural")
+    colour, grey = noisy_photo(0.01, kind="colour"), noisy_photo(0.01)  # 8 × 0.01 MP fit
+    assert chosen_views(restorer, grey) == 8
+    assert chosen_views(restorer, colour) == (4 if cross_channel else 8)
+    restorer.restore(tensor_to_image(colour, np.uint8))
+    assert restorer.model(grey=False).inference_views == chosen_views(restorer, colour)
 
 
 @pytest.mark.slow

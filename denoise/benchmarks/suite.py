@@ -42,6 +42,7 @@ from denoise.inference.checkpoints import load_denoiser, pick_device
 from denoise.inference.engines import OnnxDenoiser, export_onnx
 from denoise.inference.restorer import ENGINES, ONNXRUNTIME, PictureRestorer
 from denoise.inference.shipped import FACES, NATURAL, shipped_model
+from denoise.inference.tiling import network_passes
 from denoise.models.denoiser import Restoring
 from denoise.models.module import DenoisingModule
 from denoise.models.self_ensemble import VIEW_COUNTS
@@ -465,6 +466,13 @@ def photo_label(photo: torch.Tensor, kind: str) -> str:
     return f"{photo.shape[-1]}×{photo.shape[-2]} {kind} photo at {PHOTO_NOISE:.0%} noise"
 
 
+def chosen_views(restorer: PictureRestorer, photo: torch.Tensor) -> int:
+    """The views ``restorer`` gives ``photo`` (grey, or colour with channels that differ),
+    by the rule its ``restore`` follows: the picture's pixels and the network's passes."""
+    model = restorer.model(grey=len(photo) == 1)
+    return restorer.views(photo[0].numel(), network_passes(model, len(photo)))
+
+
 def within(value: float, limit: float, unit: str) -> str:
     """A target as the README writes it, met (✓) or not (✗)."""
     return f"≤ {limit:g} {unit} {'✓' if value <= limit else '✗'}"
@@ -512,6 +520,7 @@ def photo_speed_rows(
     timings: dict[tuple[str, str, int], float] = {}
     outputs: dict[tuple[str, str, int], np.ndarray] = {}
     timed: list[tuple[Row, tuple[str, str, int] | None]] = []
+    own: dict[tuple[str, str], int] = {}  # the views each way takes by itself
     for (engine, precision), restorer in restorers.items():
         device = "" if engine == ONNXRUNTIME else f" on {pick_device(restorer.device)}"
         label = f"natural model, {engine} {precision}{device}"
@@ -526,7 +535,7 @@ def photo_speed_rows(
         warm_up = True  # once per model: its first call loads what the others reuse
         for chosen in [*views, None]:
             restorer.self_ensemble = chosen
-            key = (engine, precision, restorer.views(pixels))
+            key = (engine, precision, chosen_views(restorer, photo))
 
             def restore(restorer: PictureRestorer = restorer, key: tuple = key) -> None:
                 outputs[key] = restorer.restore(array)
@@ -534,11 +543,10 @@ def photo_speed_rows(
             if key not in timings:
                 spent = seconds_per_call(restore, seconds, min_calls=1, warm_up=warm_up)
                 timings[key], warm_up = spent * 1e6 / pixels, False
-            how = (
-                f"self_ensemble={chosen}"
-                if chosen is not None
-                else f"its own views ({key[2]} for {pixels / 1e6:.2g} MP)"
-            )
+            how = f"self_ensemble={chosen}"
+            if chosen is None:
+                own[engine, precision] = key[2]
+                how = f"its own views ({key[2]} for {pixels / 1e6:.2g} MP)"
             row = Row("photos", f"{label}, {how}, {shown}", timings[key], "s per megapixel")
             timed.append((row, key))
     reference = timings.get(("torch", "fp32", 1))
@@ -548,27 +556,25 @@ def photo_speed_rows(
             if key[:2] == ("torch", "fp32"):
                 row.target = f"≤ {OVERHEAD * key[2]:g}× (a pass per view, then their mean)"
     rows = [row for row, _ in timed]
-    rows += difference_rows(outputs, clean, restorers, pixels, shown)
+    rows += difference_rows(outputs, own, clean, shown)
     return rows
 
 
 def difference_rows(
     outputs: dict[tuple[str, str, int], np.ndarray],
+    own: dict[tuple[str, str], int],
     clean: torch.Tensor,
-    restorers: dict[tuple[str, str], PictureRestorer],
-    pixels: int,
     shown: str,
 ) -> list[Row]:
-    """Each restorer's largest difference to torch fp32 on the same photo at its own views,
-    in 8-bit levels (what predict writes), with the PSNR of both to the clean photo."""
+    """Each way's (engine, precision) largest difference to torch fp32 on the same photo at
+    its ``own`` views, in 8-bit levels (what predict writes), with the PSNR of both to the
+    clean photo."""
     expected = tensor_to_image(clean, np.uint8)
     rows = []
-    for (engine, precision), restorer in restorers.items():
-        restorer.self_ensemble = None
-        count = restorer.views(pixels)
-        mine = outputs.get((engine, precision, count))
+    for (engine, precision), count in own.items():
+        mine = outputs[engine, precision, count]
         reference = outputs.get(("torch", "fp32", count))
-        if (engine, precision) == ("torch", "fp32") or mine is None or reference is None:
+        if (engine, precision) == ("torch", "fp32") or reference is None:
             continue
         largest = int(np.abs(mine.astype(np.int16) - reference.astype(np.int16)).max())
         what = (
@@ -620,7 +626,9 @@ def wait_target(megapixels: float) -> float | None:
 def whole_photo_rows(sizes: list[float], kinds: list[str]) -> list[Row]:
     """What a person waits for: ``python -m denoise.predict`` with its default settings on
     a noisy photo file of each size and kind, from launch to exit, with its peak memory."""
-    rows = []
+    if not sizes:
+        return []
+    rows, restorer = [], PictureRestorer(weights=NATURAL)  # says which views predict takes
     with tempfile.TemporaryDirectory() as folder:
         for kind in kinds:
             for size in sizes:
@@ -628,11 +636,10 @@ def whole_photo_rows(sizes: list[float], kinds: list[str]) -> list[Row]:
                 source = saved_photo(photo, Path(folder) / f"{kind}-{size:g}mp.png")
                 target = Path(folder) / "restored.png"
                 run = run_child("denoise.predict", [f"input={source}", f"output={target}"])
-                pixels = photo.shape[-2] * photo.shape[-1]
-                views = shipped_model(NATURAL).views_for(pixels)
                 what = (
                     f"predict, default settings, launch to exit: {photo_label(photo, kind)} "
-                    f"({pixels / 1e6:.3g} MP; its own views: {views})"
+                    f"({photo[0].numel() / 1e6:.3g} MP; its own views: "
+                    f"{chosen_views(restorer, photo)})"
                 )
                 value = math.nan if run.failure else run.seconds
                 note = run.failure or f"peak RSS {run.peak_gib:.2f} GiB"
