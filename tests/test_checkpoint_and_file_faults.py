@@ -30,17 +30,17 @@ from PIL import Image
 from test_bad_input import user_error
 
 from denoise import CONFIG_MODULE
-from denoise.data.noisy_files import add_noise
 from denoise.data import fer_csv, image_folder
 from denoise.data.fer_csv import load_fer_csv
 from denoise.data.image_folder import load_image_folder
+from denoise.data.noisy_files import add_noise
 from denoise.evaluation.scoring import evaluate
-from denoise.inference.export_model import export
 from denoise.files.atomic import atomic_file, atomic_files
 from denoise.files.outputs import discard_run_record
 from denoise.inference.checkpoints import SHIPPED_MODELS, read_checkpoint
-from denoise.models.module import DenoisingModule
+from denoise.inference.export_model import export
 from denoise.inference.restore_files import predict
+from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import user_errors
 from denoise.training.run import train
 

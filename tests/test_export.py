@@ -16,8 +16,8 @@ from skimage.transform import resize
 
 from denoise import CONFIG_MODULE
 from denoise.data.noise import add_salt_and_pepper
-from denoise.inference.export_model import export
 from denoise.inference.checkpoints import SHIPPED_WEIGHTS, load_denoiser
+from denoise.inference.export_model import export
 from denoise.models.filters import median_filter
 from denoise.models.metrics import image_metrics
 from denoise.runtime.errors import UserError

@@ -17,9 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from denoise.files.outputs import discard_unused_output_dir
 from denoise.runtime.errors import user_errors
-from denoise.training.run import train
 from denoise.training import tracking
 from denoise.training.checkpoint_io import AtomicCheckpointIO
+from denoise.training.run import train
 from denoise.training.summary import RunSummary, read_summary
 
 QUICK = [

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_module
 from denoise import CONFIG_MODULE
 from denoise.data.noise import add_salt_and_pepper
 from denoise.inference import engines
-from denoise.inference.checkpoints import CheckpointError
+from denoise.inference.checkpoints import CheckpointError, load_denoiser
 from denoise.inference.engines import OnnxDenoiser, export_onnx, onnx_denoiser
 from denoise.inference.export_model import export
 from denoise.inference.tiling import denoise_image
@@ -246,3 +246,18 @@ def test_without_onnxruntime_the_engine_is_a_setting_error(
         "error: engine=onnxruntime: onnxruntime is not installed",
         "pip install onnxruntime, or use engine=torch",
     ]
+
+
+def test_the_readme_export_of_the_natural_model_restores_as_pytorch_does(tmp_path: Path) -> None:
+    """README (Speed): ``python -m denoise.export format=onnx weights=natural output=…``."""
+    output = tmp_path / "natural.onnx"
+    result = subprocess.run(
+        [sys.executable, "-m", "denoise.export", "format=onnx", "weights=natural",
+         f"output={output}"],
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = onnx_denoiser(output, 1, tmp_path / "unused-cache")
+    shipped = load_denoiser(None, "cpu", weights="natural")
+    noisy = noisy_batch(1, 1, 45, 37)
+    torch.testing.assert_close(exported.denoise(noisy), shipped.denoise(noisy), rtol=0, atol=1e-4)

@@ -25,14 +25,14 @@ from omegaconf import DictConfig
 from PIL import Image
 from test_images_bad_input import chunk, png_header
 
-from denoise.data.noisy_files import add_noise
 from denoise.data.noise import add_salt_and_pepper
+from denoise.data.noisy_files import add_noise
 from denoise.files.images import DEFAULT_MAX_PIXELS, ImageError, pillow_pixels, read_image
+from denoise.inference.restore_files import predict
 from denoise.inference.shipped import model_views
 from denoise.inference.tiling import default_tiling, denoise_image, tile_spans
 from denoise.models.module import DenoisingModule
 from denoise.models.self_ensemble import restore_in_views
-from denoise.inference.restore_files import predict
 from denoise.runtime.errors import UserError
 
 

@@ -24,8 +24,8 @@ from test_images_bad_input import png_header
 from test_predict import config
 
 from denoise.data.fer_csv import CSVFormatError, parse_fer_csv
-from denoise.models.footprint import activation_values, max_depth, parameter_count
 from denoise.inference.restore_files import predict
+from denoise.models.footprint import activation_values, max_depth, parameter_count
 from denoise.runtime import memory
 from denoise.runtime.errors import LINE_LIMIT, UserError, error_lines, shorten
 from denoise.runtime.memory import FreeMemory, free_memory

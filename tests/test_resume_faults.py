@@ -16,9 +16,9 @@ import torch
 from conftest import TINY_MODEL, killed_when, train_command
 from test_bad_input import user_error
 
-from denoise.training.run import train
 from denoise.training import checkpoint_io
 from denoise.training.callbacks import MetricHistory
+from denoise.training.run import train
 from denoise.training.summary import read_summary
 
 FAST = [

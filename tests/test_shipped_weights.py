@@ -32,6 +32,7 @@ from denoise.inference.checkpoints import (
     read_checkpoint,
     resolve_checkpoint,
 )
+from denoise.inference.restore_files import predict
 from denoise.inference.shipped import (
     SHIPPED_MODELS,
     WEIGHTS_DIR,
@@ -41,7 +42,6 @@ from denoise.inference.shipped import (
 )
 from denoise.inference.tiling import REFERENCE_TILING
 from denoise.models.module import DenoisingModule
-from denoise.inference.restore_files import predict
 from denoise.runtime.errors import SettingError
 from denoise.training.warm_start import check_init_from, init_path
 
@@ -195,7 +195,7 @@ def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
 
     default = run("default.png")
     assert tilings.pop() == natural and views.pop() == 8  # every orientation, averaged
-    assert "with the shipped natural model (best.ckpt for grey pictures, " in caplog.text
+    assert "with the shipped natural model (best.ckpt)" in caplog.text
     caplog.clear()
 
     explicit = run("explicit.png", ckpt_path=tiny_checkpoint, self_ensemble=8, **natural)

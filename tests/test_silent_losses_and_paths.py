@@ -19,13 +19,13 @@ from PIL import Image
 from test_bad_input import user_error
 from test_predict import config
 
-from denoise.data.noisy_files import add_noise
 from denoise.data.image_folder import load_image_folder
+from denoise.data.noisy_files import add_noise
 from denoise.files.images import ImageError, read_image
 from denoise.files.outputs import discard_run_record
 from denoise.inference.checkpoints import CheckpointError
-from denoise.models.module import DenoisingModule
 from denoise.inference.restore_files import predict
+from denoise.models.module import DenoisingModule
 from denoise.report import REPORT_CSV, collect_jobs, job_status
 from denoise.runtime.resolvers import MAX_FOLDER_NAME, folder_name
 from denoise.training.warm_start import warm_start
