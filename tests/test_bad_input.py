@@ -348,7 +348,8 @@ EVALUATE = [
     ),
     (
         "+peers.other=3",
-        "error: peers: must map a name to a checkpoint, e.g. +peers.attention_unet_10=…/best.ckpt",
+        "error: peers: must map a name to a checkpoint or a shipped model, e.g. "
+        "+peers.attention_unet_10=…/best.ckpt or +peers.grey=natural",
     ),
     ("+peers.other=absent.ckpt", "error: absent.ckpt: no such checkpoint"),
     ("weights=cats", "error: weights=cats: must be one of auto, faces, natural"),

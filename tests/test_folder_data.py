@@ -376,7 +376,7 @@ def test_evaluate_on_a_folder(compose_config, image_folder: Path, tmp_path: Path
         "data=folder",
         f"data.train_dir={image_folder}",
         "weights=faces",  # the face model: this test checks the data, not which model
-        "data.channels=3",  # evaluate reads the images as the model wants them: grey
+        "data.channels=3",  # colour images: the grey face model restores each channel
         "data.eval_crop_size=32",
         "split=val",
         "limit=2",
@@ -391,7 +391,7 @@ def test_evaluate_on_a_folder(compose_config, image_folder: Path, tmp_path: Path
     assert saved["images"] == 2 and saved["data"] == str(image_folder)
     assert saved["title"].startswith(
         f"val split (2 center crops (32x32) of {image_folder}, split by file with "
-        "data.split_seed=0), noise seed 1234"
+        "data.split_seed=0), colour, noise seed 1234"
     )
     psnr = result.frame().set_index(["method", "density"])["psnr"]
     assert psnr["corruption-aware U-Net", 0.3] > psnr["noisy input", 0.3] + 10
