@@ -12,6 +12,8 @@ import torch
 from omegaconf import DictConfig
 
 from denoise.inference.checkpoints import load_denoiser
+from denoise.inference.shipped import SHIPPED_MODELS
+from denoise.models.corruption_aware import colour_difference, gaussian_kernel
 from denoise.models.module import DenoisingModule
 from denoise.models.networks import Design
 from denoise.runtime.errors import SettingError
@@ -82,3 +84,43 @@ def test_cross_channel_is_a_setting_of_the_corruption_aware_design_alone(
         "model.cross_channel=true: a setting of the corruption_aware architecture without "
         "a refinement stage (model.refine_channels=0)"
     )
+
+
+def test_the_shipped_colour_model_is_the_grey_model_in_the_cross_channel_design() -> None:
+    """How ``denoise/weights/blind-natural-colour.ckpt`` was made (README, "Colour photos"):
+    the grey natural model's weights in the cross-channel design, with the colour-difference
+    stage; no training step."""
+    grey = load_denoiser(None, "cpu", weights="natural")
+    design = {
+        **grey.hparams,
+        "in_channels": 3,
+        "out_channels": 3,
+        "cross_channel": True,
+        "colour_sigma": 1.0,
+    }
+    built = DenoisingModule(**design)
+    warm_start(built, "natural")
+    shipped = torch.load(SHIPPED_MODELS["natural"].colour, map_location="cpu", weights_only=True)
+    assert {key: shipped["hyper_parameters"][key] for key in design} == design
+    assert shipped["state_dict"].keys() == built.state_dict().keys()
+    for name, tensor in built.state_dict().items():
+        torch.testing.assert_close(shipped["state_dict"][name], tensor, rtol=0, atol=0)
+
+
+def test_the_colour_stage_takes_a_noisy_value_from_a_clean_channel_and_keeps_the_rest() -> None:
+    kernel = gaussian_kernel(1.0)
+    green = torch.linspace(0.2, 0.8, 16).repeat(16, 1)
+    restored = torch.stack([green + 0.1, green, green - 0.1])[None]  # red = green + 0.1
+    noisy = restored.clone()
+    noisy[0, 0, 8, 8] = 1.0  # red hit by salt at one pixel; green and blue clean there
+    clean = (noisy != 0) & (noisy != 1)
+    judged = torch.zeros_like(noisy, dtype=torch.bool)
+    judged[0, 0, 8, 8] = True
+    wrong = restored.clone()
+    wrong[0, 0, 8, 8] = 0.0  # what a poor grey estimate might have said
+    result = colour_difference(wrong, noisy, clean.float(), judged, kernel)
+    # from green and blue: each clean value plus the local difference of the restored planes
+    truth = restored[0, 0, 8, 8].item()
+    assert abs(result[0, 0, 8, 8].item() - truth) < abs(wrong[0, 0, 8, 8].item() - truth) / 5
+    unchanged = ~judged
+    torch.testing.assert_close(result[unchanged], wrong[unchanged], rtol=0, atol=0)

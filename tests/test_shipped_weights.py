@@ -195,7 +195,7 @@ def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
 
     default = run("default.png")
     assert tilings.pop() == natural and views.pop() == 8  # every orientation, averaged
-    assert "with the shipped natural model (best.ckpt)" in caplog.text
+    assert "with the shipped natural model (best.ckpt for grey pictures, " in caplog.text
     caplog.clear()
 
     explicit = run("explicit.png", ckpt_path=tiny_checkpoint, self_ensemble=8, **natural)

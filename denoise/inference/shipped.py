@@ -79,7 +79,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
         WEIGHTS_DIR / "blind-natural.ckpt",  # six stages: experiment=blind_natural … _wide_176
         MappingProxyType(NATURAL_TILING),
         8,  # every orientation: it learned crops flipped and turned
-        None,  # no colour model ships yet (experiment=blind_natural_colour: README): per channel
+        WEIGHTS_DIR / "blind-natural-colour.ckpt",  # the grey weights, cross-channel (README)
         NATURAL_VIEW_MEGAPIXELS,
     ),
 }

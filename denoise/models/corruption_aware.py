@@ -26,6 +26,12 @@ green is not, and the green says what the red was. Warm-started from a grey mode
 of the other channels come in with zero weights, so it starts out restoring each channel as
 the grey model does, and training teaches it what one channel says about another.
 
+With ``colour_sigma`` (colour pictures), a value the network judged noise in one channel is
+estimated again from the channels that are clean at that pixel (not black or white, so
+certainly clean): their value, plus the local difference between the restored channels (a
+Gaussian of that sigma). Neighbouring colours vary together far more than they vary alone, so
+a clean green says more about a red than the red's own neighbours do.
+
 With ``refine_channels``, a second, smaller U-Net (a refinement stage, as in multi-stage
 restoration networks) sees the first result beside the noisy image, the mask and the guess,
 and adds a correction on candidates. Its output conv starts at zero, so it can be added to
@@ -107,6 +113,32 @@ def extreme_shares(images: torch.Tensor, level: float) -> torch.Tensor:
     return share.expand_as(images)
 
 
+def colour_difference(
+    restored: torch.Tensor,
+    noisy: torch.Tensor,
+    clean: torch.Tensor,
+    judged_noise: torch.Tensor,
+    kernel: torch.Tensor,
+) -> torch.Tensor:
+    """``restored`` where each value judged noise is, where some other channel of the pixel is
+    ``clean``, the mean over those channels of their noisy (clean) value plus the blurred
+    difference between the restored channel and theirs."""
+    channels = restored.shape[1]
+    total = torch.zeros_like(restored)
+    count = torch.zeros_like(restored)
+    for channel in range(channels):
+        for other in range(channels):
+            if other == channel:
+                continue
+            difference = restored[:, channel : channel + 1] - restored[:, other : other + 1]
+            local = separable_blur(difference, kernel)
+            usable = clean[:, other : other + 1]
+            total[:, channel : channel + 1] += usable * (noisy[:, other : other + 1] + local)
+            count[:, channel : channel + 1] += usable
+    estimate = (total / count.clamp_min(1.0)).clamp(0.0, 1.0)
+    return torch.where(judged_noise & (count > 0), estimate, restored)
+
+
 class CorruptionAwareUNet(nn.Module):
     """A :class:`DenoisingUNet` that decides, for each candidate pixel, whether to keep it or
     to replace it by a corrected normalized-convolution guess; every other pixel leaves
@@ -125,6 +157,7 @@ class CorruptionAwareUNet(nn.Module):
         attention_levels: int = 0,
         refine_channels: int = 0,
         cross_channel: bool = False,
+        colour_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         if cross_channel and refine_channels:
@@ -154,6 +187,9 @@ class CorruptionAwareUNet(nn.Module):
         for index, sigma in enumerate(sigmas):
             self.register_buffer(f"kernel{index}", gaussian_kernel(sigma), persistent=False)
         self.scales = len(sigmas)
+        self.colour_sigma = colour_sigma
+        if colour_sigma:
+            self.register_buffer("colour_kernel", gaussian_kernel(colour_sigma), persistent=False)
         self.size_multiple = self.backbone.size_multiple  # tiling aligns tiles to it
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
@@ -183,6 +219,11 @@ class CorruptionAwareUNet(nn.Module):
         replaced = keep * noisy + (1.0 - keep) * (guess + correction)
         judged_noise = (candidates > 0) & (keep < 0.5)
         restored = kept * noisy + candidates * replaced
+        if self.colour_sigma and noisy.shape[1] > 1:
+            with torch.autocast(noisy.device.type, enabled=False):
+                restored = colour_difference(
+                    restored, noisy, kept, judged_noise, self.colour_kernel
+                )
         if self.refiner is not None:
             stages = torch.cat([restored, noisy, candidates, guess], dim=1)
             stages = stages.contiguous(memory_format=self._backbone_memory_format())

@@ -42,6 +42,7 @@ class Design:
     refine_channels: int = 0
     attention_gates: bool = False
     cross_channel: bool = False
+    colour_sigma: float = 0.0
 
     def network(self) -> nn.Module:
         """The untrained network of this design (:func:`build_network`)."""
@@ -59,6 +60,7 @@ class Design:
             self.refine_channels,
             self.attention_gates,
             self.cross_channel,
+            self.colour_sigma,
         )
 
 
@@ -76,6 +78,7 @@ def build_network(
     refine_channels: int = 0,
     attention_gates: bool = False,
     cross_channel: bool = False,
+    colour_sigma: float = 0.0,
 ) -> nn.Module:
     """``unet``: the reference U-Net, re-synthesising every pixel. ``corruption_aware``:
     the same U-Net as a backbone that only rewrites black or white pixels (see
@@ -85,8 +88,10 @@ def build_network(
             raise ValueError("global_context is a setting of the corruption_aware architecture")
         if refine_channels:
             raise ValueError("refine_channels is a setting of the corruption_aware architecture")
-        if cross_channel:
-            raise ValueError("cross_channel is a setting of the corruption_aware architecture")
+        if cross_channel or colour_sigma:
+            raise ValueError(
+                "cross_channel and colour_sigma are settings of the corruption_aware architecture"
+            )
         return DenoisingUNet(
             in_channels,
             out_channels,
@@ -117,5 +122,6 @@ def build_network(
             attention_levels=attention_levels,
             refine_channels=refine_channels,
             cross_channel=cross_channel,
+            colour_sigma=colour_sigma,
         )
     raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")
