@@ -1,9 +1,7 @@
-"""Benchmark: ``python -m denoise.bench`` prints one table measured in one run.
-
-Ratios (to the machine's measured convolution ceiling, to the reference way of loading
-data) keep figures comparable on a noisy machine. The table is written as ``bench.md``
-and ``bench.json`` into the run folder (``outputs/bench/<date>/<time>/``).
-"""
+"""The work of ``python -m denoise.bench`` (its usage: :mod:`denoise.bench`): every row of the
+table in one run (the machine, convolution ceilings, training and inference rates, data, memory,
+photos restored as predict restores them, whole photos and start-up), then ``bench.md`` and
+``bench.json``."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Add salt-and-pepper noise to an image file, e.g. to try a denoiser on a picture of your own.
-
-``python -m denoise.add_noise input=photo.png output=noisy.png amount=0.3 seed=0``
-
-The noise is the training noise (:mod:`denoise.data.noise`): each value of each colour channel is
-replaced with probability ``amount``, by salt (the pixel type's maximum) with probability
-``salt_vs_pepper``, else by pepper (0). Alpha is copied untouched. The same seed writes the
-same file, byte for byte. The input is read as predict reads it (:func:`read_image`: the same
-files, modes and ``max_pixels`` limit, and the same one-line errors).
-"""
+"""The work of ``python -m denoise.add_noise`` (its usage: :mod:`denoise.add_noise`): read an
+image file as predict reads it, add the training noise with a seeded generator, and write it in
+the input's size, layout and pixel type."""
 
 from __future__ import annotations
 

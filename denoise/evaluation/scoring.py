@@ -1,21 +1,6 @@
-"""Score a trained denoiser against classical filters at several noise densities.
-
-``python -m denoise.evaluate [ckpt_path=…/best.ckpt] [data.csv_path=…] [densities=[…]]``;
-without ``ckpt_path`` it scores a model shipped in the package: ``weights=faces|natural``, or by
-default (``auto``) the one that suits the data (faces for FER-style data, natural for folders).
-Images are scored at the data's own ``data.channels``, and every model meets them as
-``predict`` runs it (:func:`denoise.inference.tiling.model_inputs`): a shipped model scores
-colour data with its colour model where it has one, a grey model restores each channel of a
-colour image on its own, a colour model gets a grey image repeated to 3 channels. So one run
-compares a colour model, a grey model per channel (``+peers.grey=natural``) and the classical
-filters (which work per plane) on the same noisy colour images.
-
-Every method sees the very same noisy images (noise fixed by ``seed`` per density), and
-PSNR/SSIM/MSE are averaged per image. The run folder gets ``metrics.csv``,
-``metrics.json``, ``metrics.md``, ``metrics_vs_density.png`` and ``examples.png``, and the
-error breakdown (where each method's error sits, and what the model missed or wrongly
-replaced): ``diagnostic.md``, ``diagnostic.csv`` and ``diagnostic.png``.
-"""
+"""The work of ``python -m denoise.evaluate`` (its usage: :mod:`denoise.evaluate`): the model,
+its peers and the classical filters on the same seeded noise, density by density; PSNR, SSIM
+and MSE per image, the error breakdown, the tables, plots and example grid."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""Turn a training run into a small, self-describing weights file and its model card.
-
-``python -m denoise.export run_dir=outputs/runs/… output=denoise/weights/blind-fer2013.ckpt``
-
-The file keeps what ``DenoisingModule.load_from_checkpoint`` needs (weights and the flat
-hyperparameters) and drops the optimizer state, which triples a training checkpoint's
-size. The card (same name, ``.md``) gives the exact command and config that trained it,
-the wall time and the machine, and the run's validation and test figures.
-"""
+"""The work of ``python -m denoise.export`` (its usage: :mod:`denoise.export`): a run's
+checkpoint slimmed to what loading needs, with its model card (command, config, time, machine,
+figures) beside it; or, with ``format=onnx``, the model as a dynamic-size ONNX file."""
 
 from __future__ import annotations
 

@@ -1,14 +1,7 @@
-"""Denoise image files with a model shipped in the package or a trained checkpoint.
-
-``python -m denoise.predict input=photo.png output=clean.png [weights=faces|ckpt_path=…]``, or
-``input=folder/ output=out/`` for every image of a folder. Without ``ckpt_path`` the shipped
-model named by ``weights`` is used: ``natural`` by default (photos are what people give it).
-Each output keeps its input's size, colour layout and pixel type; alpha is copied untouched
-(:mod:`denoise.files.images` says how each kind of image is read). Nothing else is written
-(no ``outputs/`` or ``.hydra/`` folder). In folder mode a file that cannot be read or written is
-one warning; the other files are still denoised, and the command then ends with an error that
-counts them.
-"""
+"""The work of ``python -m denoise.predict`` (its usage: :mod:`denoise.predict`): plan the
+(input, output) pairs of a file or a folder, check each before the model's work, restore it
+through :class:`~denoise.inference.restorer.PictureRestorer`, write it atomically, and count
+the files that failed."""
 
 from __future__ import annotations
 

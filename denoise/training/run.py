@@ -1,8 +1,6 @@
-"""Train, validate and test a denoiser: ``python -m denoise.train [hydra overrides]``.
-
-Every run writes its config (``.hydra/``), checkpoints, TensorBoard logs and
-``summary.json`` into its own folder under ``outputs/``; ``-m`` sweeps one folder per job.
-"""
+"""The work of ``python -m denoise.train`` (its usage: :mod:`denoise.train`): check the
+settings before anything starts, build the data, model, loggers and Trainer, fit, test the best
+checkpoint, and record the run in ``summary.json``."""
 
 from __future__ import annotations
 
