@@ -37,8 +37,8 @@ from denoise.data.settings import check_data_settings
 from denoise.files.images import tensor_to_image
 from denoise.files.outputs import absolute, folder_listing
 from denoise.inference.checkpoints import load_denoiser, pick_device
-from denoise.inference.engines import OnnxDenoiser, export_onnx
-from denoise.inference.restorer import ENGINES, ONNXRUNTIME, PictureRestorer
+from denoise.inference.engines import ENGINES, ONNXRUNTIME, OnnxDenoiser, export_onnx
+from denoise.inference.restorer import PictureRestorer
 from denoise.inference.shipped import FACES, NATURAL, shipped_model
 from denoise.inference.tiling import network_passes
 from denoise.models.denoiser import Restoring

@@ -59,7 +59,10 @@ TOLERANCE = 1e-4  # largest difference to PyTorch an export may have
 # Part of a cached conversion's name: raise it when what export_onnx writes changes.
 EXPORT_VERSION = 1
 CACHE_FOLDER = "onnx"
-ENGINE = "engine=onnxruntime"
+# The inference engines predict offers (`engine=`), the one place their names are spelt.
+ONNXRUNTIME = "onnxruntime"
+ENGINES = ("torch", ONNXRUNTIME)
+ENGINE = f"engine={ONNXRUNTIME}"
 ENGINE_FIX = "pip install onnxruntime, or use engine=torch"
 CONVERT_FIX = "pip install onnx (it converts a checkpoint to ONNX once), or use engine=torch"
 EXPORT_FIX = "pip install onnx onnxruntime"

@@ -19,7 +19,7 @@ import torch
 
 from denoise.files.images import image_to_tensor, tensor_to_image
 from denoise.inference.checkpoints import checkpoint_file, load_denoiser, resolve_checkpoint
-from denoise.inference.engines import onnx_denoiser
+from denoise.inference.engines import ENGINES, ONNXRUNTIME, onnx_denoiser
 from denoise.inference.shipped import ShippedModel, shipped_model
 from denoise.inference.tiling import (
     check_tiling_memory,
@@ -33,8 +33,6 @@ from denoise.runtime.errors import SettingError, UserError
 log = logging.getLogger(__name__)
 
 TILING_KEYS = ("tile_size", "overlap", "batch_size")
-ONNXRUNTIME = "onnxruntime"
-ENGINES = ("torch", ONNXRUNTIME)
 
 
 def is_grey(planes: torch.Tensor) -> bool:
