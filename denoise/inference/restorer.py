@@ -124,7 +124,7 @@ class PictureRestorer:
         return (
             f"{views} view{'s' if views > 1 else ''} (self_ensemble) for this "
             f"{pixels / 1e6:.1f}-megapixel {kind} picture: views are spent where they pay (all "
-            f"{best} up to {budget / best:.2f} MP grey, {budget / best / 3:.2f} MP colour); "
+            f"{best} up to {budget / best / passes:.2f} MP for {kind} pictures); "
             f"self_ensemble={best} gives the best quality in about {best // views}x the time"
         )
 

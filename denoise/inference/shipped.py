@@ -64,7 +64,8 @@ class ShippedModel:
 
 
 # Grey: 8 views up to a quarter of a megapixel, 4 to half, 2 to one, one pass above; colour
-# (three passes): 8 up to 0.08 MP, 4 to 0.17, 2 to 0.33 (README, Speed).
+# (four passes: three channels and the luminance stage): 8 up to 0.06 MP, 4 to 0.12, 2 to 0.25
+# (README, Speed).
 NATURAL_VIEW_MEGAPIXELS = 2.0
 
 SHIPPED_MODELS: dict[str, ShippedModel] = {

@@ -56,9 +56,13 @@ IMAGE_COPIES = 3
 
 def network_passes(model: Denoiser, channels: int) -> int:
     """How many images the network restores for one of ``channels`` channels: each channel
-    for a grey model and a cross-channel one, the whole image at once otherwise."""
+    for a grey model and a cross-channel one (and one more for a colour picture with the
+    luminance stage), the whole image at once otherwise."""
     one_at_a_time = model.hparams.in_channels == 1 or model.hparams.get("cross_channel", False)
-    return channels if one_at_a_time else 1
+    if not one_at_a_time:
+        return 1
+    luminance = channels > 1 and bool(model.hparams.get("luminance_sigma", 0.0))
+    return channels + int(luminance)
 
 
 def default_tiling(model: Denoiser) -> dict[str, int]:

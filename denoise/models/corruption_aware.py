@@ -32,6 +32,14 @@ certainly clean): their value, plus the local difference between the restored ch
 Gaussian of that sigma). Neighbouring colours vary together far more than they vary alone, so
 a clean green says more about a red than the red's own neighbours do.
 
+With ``luminance_sigma`` (colour pictures), the values judged noise are inpainted once more,
+from a single grey plane holding every clean sample of any channel (its value less the local
+chroma: each channel's restored difference from the channels' mean, a Gaussian of that sigma,
+wider under heavy noise), then given back their chroma. Where noise hits each channel on its
+own, a pixel has some clean channel far more often than a given channel is clean there, so
+that plane has several times the clean samples of any one channel, and the same network
+inpaints it from denser evidence.
+
 With ``refine_channels``, a second, smaller U-Net (a refinement stage, as in multi-stage
 restoration networks) sees the first result beside the noisy image, the mask and the guess,
 and adds a correction on candidates. Its output conv starts at zero, so it can be added to
@@ -57,6 +65,10 @@ from denoise.data.noise import candidate_mask
 from denoise.models.unet import DenoisingUNet
 
 DEFAULT_SIGMAS = (1.0, 2.0, 4.0, 8.0)
+# The luminance stage's chroma blurs wider as noise gets heavier: ``luminance_sigma`` up to half
+# of an image's values being candidates, growing linearly to this many times it at 90%, where
+# the restored colours it is taken from are themselves mostly inpainted (README, Colour photos).
+HEAVY_NOISE_CHROMA = (0.5, 0.9, 3.0)
 REFINER_DEPTH = 3  # the refinement U-Net works at full, half and quarter resolution
 
 
@@ -78,6 +90,13 @@ def separable_blur(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     planes = F.conv2d(planes, kernel.view(1, 1, 1, -1), padding=(0, radius))
     planes = F.conv2d(planes, kernel.view(1, 1, -1, 1), padding=(radius, 0))
     return planes.reshape(batch, channels, height, width)
+
+
+def local_mean(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Gaussian-weighted mean of each pixel's neighbourhood within the image: unbiased at the
+    borders, where :func:`separable_blur` fades towards zero."""
+    ones = torch.ones_like(images[:1, :1])
+    return separable_blur(images, kernel) / separable_blur(ones, kernel)
 
 
 def normalized_convolution_fill(
@@ -113,6 +132,19 @@ def extreme_shares(images: torch.Tensor, level: float) -> torch.Tensor:
     return share.expand_as(images)
 
 
+def luminance_samples(
+    noisy: torch.Tensor, clean: torch.Tensor, chroma: torch.Tensor
+) -> torch.Tensor:
+    """One grey plane: where some channel of a pixel is ``clean``, the mean over those channels
+    of their value less their ``chroma`` (kept off black and white, which would read as noise);
+    elsewhere the channels' majority of black or white, still a candidate (a black pixel stays
+    black there)."""
+    count = clean.sum(1, keepdim=True)
+    samples = ((noisy - chroma) * clean).sum(1, keepdim=True) / count.clamp_min(1.0)
+    majority = (noisy.sum(1, keepdim=True) > noisy.shape[1] / 2).to(noisy.dtype)
+    return torch.where(count > 0, samples.clamp(1.0 / 255, 254.0 / 255), majority)
+
+
 def colour_difference(
     restored: torch.Tensor,
     noisy: torch.Tensor,
@@ -121,7 +153,7 @@ def colour_difference(
     kernel: torch.Tensor,
 ) -> torch.Tensor:
     """``restored`` where each value judged noise is, where some other channel of the pixel is
-    ``clean``, the mean over those channels of their noisy (clean) value plus the blurred
+    ``clean``, the mean over those channels of their noisy (clean) value plus the local mean
     difference between the restored channel and theirs."""
     channels = restored.shape[1]
     total = torch.zeros_like(restored)
@@ -131,7 +163,7 @@ def colour_difference(
             if other == channel:
                 continue
             difference = restored[:, channel : channel + 1] - restored[:, other : other + 1]
-            local = separable_blur(difference, kernel)
+            local = local_mean(difference, kernel)
             usable = clean[:, other : other + 1]
             total[:, channel : channel + 1] += usable * (noisy[:, other : other + 1] + local)
             count[:, channel : channel + 1] += usable
@@ -158,12 +190,16 @@ class CorruptionAwareUNet(nn.Module):
         refine_channels: int = 0,
         cross_channel: bool = False,
         colour_sigma: float = 0.0,
+        luminance_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         if cross_channel and refine_channels:
             raise ValueError("cross_channel has no refinement stage: set refine_channels=0")
+        if luminance_sigma and not cross_channel:
+            raise ValueError("luminance_sigma is a stage of the cross_channel design")
         self.global_context = global_context
         self.cross_channel = cross_channel
+        self.channels = channels
         own = 5 if global_context else 3
         # cross_channel: one channel at a time, its own planes, then the others' 3 each
         in_planes = own + 3 * (channels - 1) if cross_channel else own * channels
@@ -190,6 +226,12 @@ class CorruptionAwareUNet(nn.Module):
         self.colour_sigma = colour_sigma
         if colour_sigma:
             self.register_buffer("colour_kernel", gaussian_kernel(colour_sigma), persistent=False)
+        self.luminance_sigma = luminance_sigma
+        if luminance_sigma:
+            chroma = gaussian_kernel(luminance_sigma)
+            heavy = gaussian_kernel(luminance_sigma * HEAVY_NOISE_CHROMA[2])
+            self.register_buffer("chroma_kernel", chroma, persistent=False)
+            self.register_buffer("heavy_chroma_kernel", heavy, persistent=False)
         self.size_multiple = self.backbone.size_multiple  # tiling aligns tiles to it
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
@@ -199,6 +241,26 @@ class CorruptionAwareUNet(nn.Module):
         """The restored images, and the model's decision: True where it judged a pixel noise
         (a candidate whose keep probability is below one half)."""
         noisy = noisy.float()
+        restored, judged_noise, candidates, guess = self._gated(noisy)
+        colour = noisy.shape[1] > 1
+        with torch.autocast(noisy.device.type, enabled=False):
+            if self.colour_sigma and colour:
+                restored = colour_difference(
+                    restored, noisy, 1.0 - candidates, judged_noise, self.colour_kernel
+                )
+        if self.luminance_sigma and colour:
+            restored = self._luminance_pass(restored, noisy, 1.0 - candidates, judged_noise)
+        if self.refiner is not None:
+            stages = torch.cat([restored, noisy, candidates, guess], dim=1)
+            stages = stages.contiguous(memory_format=self._backbone_memory_format())
+            restored = restored + candidates * self.refiner(stages).float()
+        return restored, judged_noise
+
+    def _gated(
+        self, noisy: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The backbone's pass: the restored images, where it judged noise, the candidates and
+        the normalized-convolution guess."""
         candidates = candidate_mask(noisy)
         kept = 1.0 - candidates
         kernels = [getattr(self, f"kernel{index}") for index in range(self.scales)]
@@ -218,25 +280,39 @@ class CorruptionAwareUNet(nn.Module):
         keep = torch.sigmoid(keep_logit)
         replaced = keep * noisy + (1.0 - keep) * (guess + correction)
         judged_noise = (candidates > 0) & (keep < 0.5)
-        restored = kept * noisy + candidates * replaced
-        if self.colour_sigma and noisy.shape[1] > 1:
-            with torch.autocast(noisy.device.type, enabled=False):
-                restored = colour_difference(
-                    restored, noisy, kept, judged_noise, self.colour_kernel
-                )
-        if self.refiner is not None:
-            stages = torch.cat([restored, noisy, candidates, guess], dim=1)
-            stages = stages.contiguous(memory_format=self._backbone_memory_format())
-            restored = restored + candidates * self.refiner(stages).float()
-        return restored, judged_noise
+        return kept * noisy + candidates * replaced, judged_noise, candidates, guess
+
+    def _luminance_pass(
+        self,
+        restored: torch.Tensor,
+        noisy: torch.Tensor,
+        clean: torch.Tensor,
+        judged_noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """``restored`` where each value judged noise is inpainted again from the plane of
+        :func:`luminance_samples`, then given back its chroma."""
+        with torch.autocast(noisy.device.type, enabled=False):
+            difference = restored - restored.mean(1, keepdim=True)
+            start, end, _ = HEAVY_NOISE_CHROMA
+            share = 1.0 - clean.mean(dim=(1, 2, 3), keepdim=True)  # of values: candidates
+            heavy = ((share - start) / (end - start)).clamp(0.0, 1.0)
+            chroma = (1.0 - heavy) * local_mean(difference, self.chroma_kernel)
+            chroma = chroma + heavy * local_mean(difference, self.heavy_chroma_kernel)
+            luminance = luminance_samples(noisy, clean, chroma)
+        inpainted = self._gated(luminance)[0]
+        return torch.where(judged_noise, (inpainted + chroma).clamp(0.0, 1.0), restored)
 
     def _per_channel(self, planes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The backbone on each channel as its own image (the batch holds N x C of them):
-        its own planes, then the noisy, candidate and guess planes of the other channels."""
+        its own planes, then the noisy, candidate and guess planes of the other channels. A
+        one-channel image is a grey picture: its other channels are its own."""
         batch, channels, height, width = planes[0].shape
         own = torch.stack(planes, dim=2)  # (N, C, kinds, H, W)
         shared = own[:, :, :3]  # noisy, candidates, guess
-        others = [[o for o in range(channels) if o != c] for c in range(channels)]
+        if channels == 1:
+            others = [[0] * (self.channels - 1)]
+        else:
+            others = [[o for o in range(channels) if o != c] for c in range(channels)]
         inputs = [
             torch.cat([own[:, c], shared[:, others[c]].flatten(1, 2)], dim=1)
             for c in range(channels)

@@ -43,6 +43,7 @@ class Design:
     attention_gates: bool = False
     cross_channel: bool = False
     colour_sigma: float = 0.0
+    luminance_sigma: float = 0.0
 
     def network(self) -> nn.Module:
         """The untrained network of this design (:func:`build_network`)."""
@@ -61,6 +62,7 @@ class Design:
             self.attention_gates,
             self.cross_channel,
             self.colour_sigma,
+            self.luminance_sigma,
         )
 
 
@@ -79,6 +81,7 @@ def build_network(
     attention_gates: bool = False,
     cross_channel: bool = False,
     colour_sigma: float = 0.0,
+    luminance_sigma: float = 0.0,
 ) -> nn.Module:
     """``unet``: the reference U-Net, re-synthesising every pixel. ``corruption_aware``:
     the same U-Net as a backbone that only rewrites black or white pixels (see
@@ -88,9 +91,10 @@ def build_network(
             raise ValueError("global_context is a setting of the corruption_aware architecture")
         if refine_channels:
             raise ValueError("refine_channels is a setting of the corruption_aware architecture")
-        if cross_channel or colour_sigma:
+        if cross_channel or colour_sigma or luminance_sigma:
             raise ValueError(
-                "cross_channel and colour_sigma are settings of the corruption_aware architecture"
+                "cross_channel, colour_sigma and luminance_sigma are settings of the "
+                "corruption_aware architecture"
             )
         return DenoisingUNet(
             in_channels,
@@ -123,5 +127,6 @@ def build_network(
             refine_channels=refine_channels,
             cross_channel=cross_channel,
             colour_sigma=colour_sigma,
+            luminance_sigma=luminance_sigma,
         )
     raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")

@@ -53,6 +53,7 @@ NETWORK_KEYS = (
     "attention_gates",
     "cross_channel",
     "colour_sigma",
+    "luminance_sigma",
 )
 # What checkpoints from before a key existed were trained with.
 NETWORK_DEFAULTS = {
@@ -62,6 +63,7 @@ NETWORK_DEFAULTS = {
     "attention_gates": False,
     "cross_channel": False,
     "colour_sigma": 0.0,
+    "luminance_sigma": 0.0,
 }
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit; Lightning refuses larger ones mid-start
 # What torch must find for each accelerator Lightning knows by name.
@@ -108,12 +110,13 @@ def check_training_settings(cfg: DictConfig) -> None:
             "model.cross_channel=true: a setting of the corruption_aware architecture without "
             "a refinement stage (model.refine_channels=0)"
         )
-    sigma = number_in(cfg, "model.colour_sigma", 0.0, 16.0, optional=True)
-    if sigma and not setting(cfg, "model.cross_channel"):
-        raise SettingError(
-            f"model.colour_sigma={sigma}: a stage of the cross-channel colour model "
-            "(model.cross_channel=true)"
-        )
+    for stage in ("colour_sigma", "luminance_sigma"):
+        sigma = number_in(cfg, f"model.{stage}", 0.0, 16.0, optional=True)
+        if sigma and not setting(cfg, "model.cross_channel"):
+            raise SettingError(
+                f"model.{stage}={sigma}: a stage of the cross-channel colour model "
+                "(model.cross_channel=true)"
+            )
     if setting(cfg, "model.attention_gates") and setting(cfg, "model.architecture") != "unet":
         raise SettingError(
             "model.attention_gates=true: the gates are a setting of the unet architecture "
