@@ -12,6 +12,7 @@ from denoise.models.corruption_aware import (
     CorruptionAwareUNet,
     gaussian_kernel,
     normalized_convolution_fill,
+    separable_blur,
 )
 from denoise.models.losses import NegativePSNRLoss, NegativePSNRWithL1Loss, make_loss
 from denoise.models.metrics import image_metrics
@@ -169,3 +170,21 @@ def test_bf16_inference_keeps_clean_pixels_and_stays_close(monkeypatch) -> None:
     assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").inference_autocast is torch.bfloat16
     monkeypatch.setattr(machine, "bf16_hardware", lambda: (False, "AVX2"))
     assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").inference_autocast is None
+
+
+def test_the_blur_sums_the_same_in_one_depthwise_convolution_as_plane_by_plane(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inference blurs every plane in one grouped convolution; an ONNX export, which needs a
+    fixed group count, blurs a batch of single planes: both must give the same sums."""
+    images = torch.rand(3, 2, 20, 17, generator=torch.Generator().manual_seed(0))
+    kernel = gaussian_kernel(2.0)
+    radius = kernel.numel() // 2
+    expected = torch.nn.functional.conv2d(
+        images.reshape(6, 1, 20, 17),
+        kernel.view(1, 1, -1, 1) * kernel.view(1, 1, 1, -1),
+        padding=radius,
+    ).reshape(3, 2, 20, 17)
+    torch.testing.assert_close(separable_blur(images, kernel), expected)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    torch.testing.assert_close(separable_blur(images, kernel), expected)

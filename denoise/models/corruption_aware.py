@@ -84,11 +84,21 @@ def separable_blur(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Gaussian blur of every plane, with zeros outside the image (what normalized
     convolution needs: the weights are blurred the same way, so borders stay unbiased)."""
     batch, channels, height, width = images.shape
-    planes = images.reshape(batch * channels, 1, height, width)
     radius = kernel.numel() // 2
     kernel = kernel.to(images.dtype)
-    planes = F.conv2d(planes, kernel.view(1, 1, 1, -1), padding=(0, radius))
-    planes = F.conv2d(planes, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+    if torch.onnx.is_in_onnx_export():  # ONNX needs a fixed group count: a batch of planes
+        planes = images.reshape(batch * channels, 1, height, width)
+        planes = F.conv2d(planes, kernel.view(1, 1, 1, -1), padding=(0, radius))
+        planes = F.conv2d(planes, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+        return planes.reshape(batch, channels, height, width)
+    # Every plane a group of one depthwise convolution: oneDNN runs that several times faster
+    # than a batch of single-plane convolutions, with the same sums.
+    count = batch * channels
+    planes = images.reshape(1, count, height, width)
+    across = kernel.view(1, 1, 1, -1).expand(count, 1, 1, -1)
+    down = kernel.view(1, 1, -1, 1).expand(count, 1, -1, 1)
+    planes = F.conv2d(planes, across, padding=(0, radius), groups=count)
+    planes = F.conv2d(planes, down, padding=(radius, 0), groups=count)
     return planes.reshape(batch, channels, height, width)
 
 
