@@ -1,8 +1,10 @@
 """Callbacks: a fixed preview grid of validation images, the per-epoch metric history (also
-written into the live run's ``summary.json``), and checkpoints whose best survives a resume."""
+written into the live run's ``summary.json``), checkpoints whose best survives a resume, and a
+model summary in one line."""
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -10,11 +12,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
+from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from denoise.files.atomic import atomic_file
 from denoise.runtime.distributed import is_rank_zero_process
 from denoise.training.summary import active_summary
+
+log = logging.getLogger(__name__)
 
 
 def image_grid(columns: list[torch.Tensor], gap: int = 2) -> torch.Tensor:
@@ -152,3 +157,35 @@ class RunCheckpoint(ModelCheckpoint):
             "kth_best_model_path": bring(state.get("kth_best_model_path", "")),
             "last_model_path": "",
         }
+
+
+class BriefModelSummary(ModelSummary):
+    """Lightning's model summary in one line: parameters, their size and the FLOPs of one
+    example input. Lightning's table (half a screen) lists the loss and metric modules beside
+    the network, though they hold no weights. ``enabled`` follows
+    ``trainer.enable_model_summary`` (Lightning leaves a summary callback of the run's on)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        super().__init__(max_depth=1 if enabled else 0)
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        frozen = total_parameters - trainable_parameters
+        sizes = dict(summary_data).get("In sizes", [])
+        example = f" for an input of {sizes[0]}" if sizes and sizes[0] != "?" else ""
+        log.info(
+            "Model: %s parameters%s, %.1f MB; %s FLOPs%s",
+            get_human_readable_count(total_parameters),
+            f" ({get_human_readable_count(frozen)} frozen)" if frozen else "",
+            model_size,
+            get_human_readable_count(total_flops),
+            example,
+        )

@@ -33,6 +33,7 @@ from denoise.training.preflight import (
     check_training_settings,
     world_size,
 )
+from denoise.training.quiet import quiet_lightning
 from denoise.training.summary import RunSummary, format_test_table
 from denoise.training.tracking import final_metrics, finish_loggers, hparams, open_loggers
 from denoise.training.warm_start import check_init_from, init_path, warm_start
@@ -55,7 +56,7 @@ def train(cfg: DictConfig) -> float | None:
     try:
         check_training_settings(cfg)
         check_resume(cfg)
-        check_init_from(cfg.get("init_from"), cfg.model.architecture)
+        check_init_from(cfg.get("init_from"), cfg.model.net)
     except UserError as error:
         if is_sweep_job():  # the job's folder stays: its summary says why it never started
             summary.update(status="failed", overrides=_task_overrides(), error=str(error))
@@ -72,7 +73,7 @@ def train(cfg: DictConfig) -> float | None:
     try:
         # pid, host and a heartbeat: a killed run reads as died; a sweep job side by side
         # with others takes its share of the cores and GPUs
-        with summary.alive(), claim_share(cfg) as share:
+        with summary.alive(), claim_share(cfg) as share, quiet_lightning():
             summary.update(torch_threads=torch.get_num_threads(), gpu=share.gpu)
             result = _fit_and_test(cfg, summary)
     except BaseException as error:
@@ -128,8 +129,12 @@ def _fit_and_test(cfg: DictConfig, summary: RunSummary) -> float | None:
 
     test_metrics: dict[str, float] = {}
     if cfg.get("test", True):
-        results = trainer.test(
-            model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True
+        results = trainer.test(  # verbose=False: the table below, not Lightning's as well
+            model,
+            datamodule=datamodule,
+            ckpt_path=best_path or None,
+            weights_only=True,
+            verbose=False,
         )
         test_metrics = {name: float(value) for name, value in results[0].items()}
         if trainer.is_global_zero:  # every process has the metrics (over the whole split)
