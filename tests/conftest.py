@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic FER-style CSVs and Hydra configs pointed at tmp_path."""
+"""Shared scaffolding: tiny synthetic FER-style CSVs and checkpoints, Hydra configs pointed at
+tmp_path, and the commands run as subprocesses the way a user runs them."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from denoise import CONFIG_MODULE
+from denoise.runtime.errors import user_errors
 
 REPO = Path(__file__).resolve().parents[1]
 FER2013 = REPO.parent / "shared" / "data" / "fer2013.csv.xz"
@@ -48,6 +51,26 @@ def child_env(*unset: str) -> dict[str, str]:
     """This environment for a subprocess test: this checkout importable, ``unset`` removed."""
     env = {key: value for key, value in os.environ.items() if key not in unset}
     return {**env, "PYTHONPATH": str(REPO)}
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """``python -m module args`` with the interpreter running the tests."""
+    return [sys.executable, "-m", module, *args]
+
+
+def run_command(
+    command: list[str], cwd: Path, *unset: str, timeout: float = 600, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` to its end in ``cwd`` with :func:`child_env` (``unset`` removed, ``env``
+    added) and its output captured as text; the timeout only stops a hung child."""
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env={**child_env(*unset), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -112,6 +135,52 @@ def fer_frame(
             "Usage": usages,
         }
     )
+
+
+def command_config(name: str, *overrides: str, **settings: object) -> DictConfig:
+    """``conf/<name>.yaml`` as its command composes it, with ``overrides`` as given and then
+    ``settings`` as overrides (paths quoted, so that any character in them is safe)."""
+    quoted = [
+        f"{key}='{value}'" if isinstance(value, Path) else f"{key}={value}"
+        for key, value in settings.items()
+    ]
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return compose(name, overrides=[*overrides, *quoted])
+
+
+def user_error(function: Callable[[DictConfig], object], cfg: DictConfig, capsys) -> list[str]:
+    """Run a command's body as its ``main`` does; return the lines it printed on stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped, user_errors():
+        function(cfg)
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line]
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
+    """``model`` (a ``DenoisingModule`` or ``Denoiser``) saved with its hyperparameters, as
+    the checkpoints that ``denoise.train`` writes hold them."""
+    from lightning import __version__ as lightning_version
+
+    state = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": lightning_version,
+    }
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module of tiny models (``pytestmark = usefixtures``): on a busy
+    2-core machine two threads waiting on each other made tiny steps many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import child_env
 from hydra.utils import instantiate
 
 from denoise.files.atomic import atomic_file, remove_stale_temporaries
@@ -42,8 +42,9 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_and_the_next_write_cleans
             os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(elsewhere)}
-    killed = subprocess.run([sys.executable, "-c", script], env=env, timeout=60)
+    killed = subprocess.run(
+        [sys.executable, "-c", script], env={**child_env(), "TMPDIR": str(elsewhere)}, timeout=60
+    )
 
     assert killed.returncode == -9
     assert target.read_bytes() == b"old checkpoint"

@@ -6,22 +6,23 @@ command through a real subprocess. (Image files and folders: tests/test_predict.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY_MODEL, fer_frame
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from conftest import (
+    REPO,
+    TINY_MODEL,
+    command_config,
+    fer_frame,
+    python_module,
+    run_command,
+    user_error,
+)
 
-from denoise import CONFIG_MODULE
 from denoise.benchmarks.suite import bench
 from denoise.evaluation.scoring import evaluate
 from denoise.inference.export_model import export
-from denoise.runtime.errors import user_errors
 from denoise.training.run import train
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "logger=none"]
@@ -42,17 +43,6 @@ def crafted_checkpoint(path: Path) -> Path:
     marker = path.parent / PAYLOAD
     torch.save({"state_dict": {}, "hyper_parameters": {}, "extra": Payload(marker)}, path)
     return path
-
-
-def user_error(function: Callable[[DictConfig], object], cfg: DictConfig, capsys) -> list[str]:
-    """Run a command's body as its ``main`` does; return the lines it printed on stderr."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stopped, user_errors():
-        function(cfg)
-    assert stopped.value.code == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return [line for line in err.splitlines() if line]
 
 
 # ---------------------------------------------------------------- train: settings and data
@@ -282,11 +272,6 @@ def test_resume_from_a_crafted_pickle_runs_nothing(
     assert not (tmp_path / PAYLOAD).exists()
 
 
-def _export_config(*overrides: str) -> DictConfig:
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return compose("export", overrides=list(overrides))
-
-
 def _run_folder(tiny_checkpoint: Path) -> Path:
     run_dir = tiny_checkpoint.parents[1]
     (run_dir / ".hydra").mkdir(exist_ok=True)
@@ -301,7 +286,7 @@ def test_export_of_a_crafted_checkpoint_runs_nothing_and_writes_nothing(
     run_dir = _run_folder(tiny_checkpoint)
     crafted_checkpoint(tiny_checkpoint)  # the run's own best.ckpt, replaced by a payload
     output = tmp_path / "exported" / "model.ckpt"
-    cfg = _export_config(f"run_dir={run_dir}", f"output={output}")
+    cfg = command_config("export", f"run_dir={run_dir}", f"output={output}")
     (line,) = user_error(export, cfg, capsys)
     assert line == (
         f"error: {tiny_checkpoint}: not a denoise checkpoint (it holds Python objects beyond "
@@ -327,7 +312,7 @@ def test_export_refuses_bad_settings(
     run_dir = _run_folder(tiny_checkpoint)
     values = {"tmp": tmp_path, "run": run_dir}
     defaults = [f"output={tmp_path}/model.ckpt"]
-    cfg = _export_config(*defaults, *(o.format(**values) for o in overrides))
+    cfg = command_config("export", *defaults, *(o.format(**values) for o in overrides))
     assert user_error(export, cfg, capsys)[0] == message.format(**values)
     assert not (tmp_path / "model.ckpt").exists()
 
@@ -392,14 +377,6 @@ def test_bench_refuses_a_setting_before_measuring(
 # ---------------------------------------------------------------- through a real command line
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "first_line"),
@@ -418,7 +395,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_each_command_says_one_line_and_leaves_nothing(
     tmp_path: Path, args: tuple[str, ...], first_line: str
 ) -> None:
-    result = _cli(*args, cwd=tmp_path)
+    result = run_command(python_module(*args), tmp_path, "HYDRA_FULL_ERROR")
     assert result.returncode in (1, 2), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -430,10 +407,7 @@ def test_each_command_says_one_line_and_leaves_nothing(
 
 @pytest.mark.slow
 def test_full_error_shows_the_traceback_for_bug_reports(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "denoise.train", "data.batch_size=0"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+    command = python_module("denoise.train", "data.batch_size=0")
+    result = run_command(command, tmp_path, HYDRA_FULL_ERROR="1")
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "SettingError: data.batch_size=0" in result.stderr

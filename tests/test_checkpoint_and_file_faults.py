@@ -12,8 +12,6 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -23,13 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL, child_env
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from conftest import TINY_MODEL, command_config, python_module, run_command, user_error
 from PIL import Image
-from test_bad_input import user_error
 
-from denoise import CONFIG_MODULE
 from denoise.data import fer_csv, image_folder
 from denoise.data.fer_csv import load_fer_csv
 from denoise.data.image_folder import load_image_folder
@@ -148,21 +142,6 @@ def run_dir(tmp_path: Path, tiny_state: dict[str, object]) -> Path:
     return run
 
 
-def export_config(run: Path, output: Path) -> DictConfig:
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return compose("export", overrides=[f"run_dir='{run}'", f"output='{output}'"])
-
-
-def command_config(name: str, **settings: object) -> DictConfig:
-    """``conf/<name>.yaml`` with ``settings`` as overrides (paths quoted)."""
-    overrides = [
-        f"{key}='{value}'" if isinstance(value, Path) else f"{key}={value}"
-        for key, value in settings.items()
-    ]
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return compose(name, overrides=overrides)
-
-
 @pytest.fixture
 def picture(tmp_path: Path) -> Path:
     path = tmp_path / "in.png"
@@ -205,7 +184,7 @@ def test_export_never_writes_over_the_runs_own_checkpoint(
     target = output(run_dir, outside)
     before, around = files_under(run_dir), files_under(outside)
 
-    lines = user_error(export, export_config(run_dir, target), capsys)
+    lines = user_error(export, command_config("export", run_dir=run_dir, output=target), capsys)
 
     assert lines == [
         f"error: output={target}: would replace the run's own checkpoints/best.ckpt; "
@@ -219,7 +198,7 @@ def test_export_never_writes_its_card_over_a_file_of_the_run(run_dir: Path, caps
     target = run_dir / "notes.ckpt"
     before = files_under(run_dir)
 
-    lines = user_error(export, export_config(run_dir, target), capsys)
+    lines = user_error(export, command_config("export", run_dir=run_dir, output=target), capsys)
 
     assert lines == [
         f"error: output={target}: its model card would replace the run's own notes.md; "
@@ -230,7 +209,7 @@ def test_export_never_writes_its_card_over_a_file_of_the_run(run_dir: Path, caps
 
 def test_export_into_a_new_file_of_the_run_folder_is_fine(run_dir: Path) -> None:
     target = run_dir / "exported" / "model.ckpt"
-    export(export_config(run_dir, target))
+    export(command_config("export", run_dir=run_dir, output=target))
     assert read_checkpoint(target)["denoise_card"]["epochs"] == 1
     assert target.with_suffix(".md").is_file()
 
@@ -267,7 +246,9 @@ def test_every_reader_of_a_checkpoint_refuses_nan_weights(
         "the training diverged?)"
     )
     output = tmp_path / "model.ckpt"
-    assert user_error(export, export_config(run_dir, output), capsys) == [line]
+    assert user_error(export, command_config("export", run_dir=run_dir, output=output), capsys) == [
+        line
+    ]
     assert not output.exists()
 
     evaluation = compose_config(
@@ -354,7 +335,7 @@ def test_export_to_a_full_disk_leaves_both_files_as_they_were(
     card.write_text("its card")
     monkeypatch.setattr(f"denoise.inference.export_model.{failing}", disk_full)
 
-    lines = user_error(export, export_config(run_dir, output), capsys)
+    lines = user_error(export, command_config("export", run_dir=run_dir, output=output), capsys)
 
     named = output if failing == "torch.save" else card
     assert lines == [f"error: {named}: {NO_SPACE}"]
@@ -367,7 +348,7 @@ def test_export_whose_card_is_a_folder_writes_nothing(
 ) -> None:
     output = tmp_path / "model.ckpt"
     (tmp_path / "model.md").mkdir()
-    lines = user_error(export, export_config(run_dir, output), capsys)
+    lines = user_error(export, command_config("export", run_dir=run_dir, output=output), capsys)
     assert lines == [
         f"error: output={output}: {tmp_path / 'model.md'}, its model card, is a folder"
     ]
@@ -503,7 +484,7 @@ def test_export_refuses_a_run_record_with_a_yaml_tag_and_runs_nothing(
     overrides = run_dir / ".hydra" / "overrides.yaml"
     overrides.write_text(text + "\n")
     output = tmp_path / "model.ckpt"
-    lines = user_error(export, export_config(run_dir, output), capsys)
+    lines = user_error(export, command_config("export", run_dir=run_dir, output=output), capsys)
     assert lines == [f"error: {overrides}: not a valid run record ({problem})"]
     assert not (tmp_path / MARKER).exists() and not output.exists()
 
@@ -636,7 +617,7 @@ def test_export_refuses_a_run_record_that_is_a_fifo(
     os.mkfifo(path)
     output = tmp_path / "model.ckpt"
     with never_blocked_by(path):
-        lines = user_error(export, export_config(run_dir, output), capsys)
+        lines = user_error(export, command_config("export", run_dir=run_dir, output=output), capsys)
     assert lines == [f"error: {path}: is a FIFO (named pipe), not a file"]
     assert not output.exists()
 
@@ -654,11 +635,7 @@ def test_report_of_a_sweep_whose_records_are_fifos_ends_and_says_so(
         (fifo_records / ".hydra" / name).unlink()
         os.mkfifo(fifo_records / ".hydra" / name)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "denoise.report", str(sweep)],
-        cwd=tmp_path, env=child_env("HYDRA_FULL_ERROR"), capture_output=True, text=True,
-        timeout=60,
-    )  # fmt: skip
+    result = run_command(python_module("denoise.report", str(sweep)), tmp_path, "HYDRA_FULL_ERROR")
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| 0-job | model.base_channels=4 | unreadable summary |" in result.stdout
@@ -678,11 +655,8 @@ def test_report_of_a_sweep_whose_records_are_fifos_ends_and_says_so(
 def test_the_commands_say_it_in_one_line_with_status_1(
     picture: Path, tmp_path: Path, command: str, setting: str, problem: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", command, f"input={picture}", "output=out.png", setting],
-        cwd=tmp_path, env=child_env("HYDRA_FULL_ERROR"), capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
+    command_line = python_module(command, f"input={picture}", "output=out.png", setting)
+    result = run_command(command_line, tmp_path, "HYDRA_FULL_ERROR")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"error: {setting}: {problem}"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.png"]

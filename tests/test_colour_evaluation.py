@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import save_checkpoint
 from omegaconf import DictConfig
 from PIL import Image
 
@@ -41,8 +42,7 @@ def _saved_model(path: Path, channels: int, seed: int) -> Path:
     """An untrained corruption-aware checkpoint for ``channels``-channel images (seeded)."""
     torch.manual_seed(seed)
     model = DenoisingModule(**TINY, in_channels=channels, out_channels=channels)
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
-    return path
+    return save_checkpoint(model, path)
 
 
 @pytest.fixture

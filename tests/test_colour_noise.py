@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import smooth_images
+from conftest import smooth_images, user_error
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from test_bad_input import user_error
 
 from denoise.data.datamodule import fixed_noise_codes
 from denoise.data.noise import PEPPER, SALT, apply_salt_and_pepper, sample_salt_and_pepper

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from conftest import TINY_MODEL, child_env, fer_frame, train_command
+from conftest import TINY_MODEL, child_env, fer_frame, run_command, train_command
 
 from denoise.data.datamodule import EvaluationShard, FERDataModule
 from denoise.models.module import DenoisingModule
@@ -27,9 +27,9 @@ LAUNCHER_PREFIXES = ("SLURM_", "TORCHELASTIC_", "LSB_", "JSM_", "PMI_", "OMPI_")
 LAUNCHER_KEYS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "MASTER_PORT")
 
 
-def _clean_env() -> dict[str, str]:
-    launcher = [key for key in os.environ if key.startswith(LAUNCHER_PREFIXES)]
-    return child_env(*LAUNCHER_KEYS, *launcher)
+def _launcher_keys() -> list[str]:
+    """The enclosing launcher's variables, which a child must not inherit."""
+    return [*LAUNCHER_KEYS, *(key for key in os.environ if key.startswith(LAUNCHER_PREFIXES))]
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_ddp_on_two_cpu_processes_writes_one_run_and_scores_the_whole_split_once
     process = subprocess.Popen(
         command,
         cwd=tmp_path,
-        env=_clean_env(),
+        env=child_env(*_launcher_keys()),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -173,9 +173,7 @@ def test_ddp_in_a_multirun_sweep_stops_at_once_with_one_line(odd_csv: Path, tmp_
         "trainer.devices=2",
         f"hydra.sweep.dir={sweep_dir}",
     )
-    completed = subprocess.run(
-        command, cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=300
-    )
+    completed = run_command(command, tmp_path, *_launcher_keys())
     assert completed.returncode == 1
     errors = [line for line in completed.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, completed.stderr[-3000:]

@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, OmegaConf
+from conftest import TINY_MODEL, command_config
+from omegaconf import OmegaConf
 from skimage import data as skimage_data
 from skimage.transform import resize
 
-from denoise import CONFIG_MODULE
 from denoise.data.noise import add_salt_and_pepper
 from denoise.inference.checkpoints import SHIPPED_WEIGHTS, load_denoiser
 from denoise.inference.export_model import export
@@ -31,11 +29,6 @@ def _as_cli_run(run_dir: Path, overrides: list[str]) -> None:
     (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
 
-def _export_config(run_dir: Path, output: Path) -> DictConfig:
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return compose("export", overrides=[f"run_dir='{run_dir}'", f"output='{output}'"])
-
-
 def test_export_writes_a_small_loadable_file_and_its_card(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -43,7 +36,7 @@ def test_export_writes_a_small_loadable_file_and_its_card(
     _as_cli_run(run_dir, ["model.base_channels=4", "trainer.max_epochs=1"])
     output = tmp_path / "weights" / "tiny.ckpt"
 
-    export(_export_config(run_dir, output))
+    export(command_config("export", run_dir=run_dir, output=output))
 
     last = tiny_checkpoint.with_name("last.ckpt")  # best.ckpt has weights only already
     assert output.stat().st_size < last.stat().st_size / 2  # no optimizer state
@@ -67,7 +60,7 @@ def test_export_refuses_a_run_that_did_not_complete(tiny_checkpoint: Path, tmp_p
     (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "failed"}))
     output = tmp_path / "out.ckpt"
     with pytest.raises(UserError, match="not a completed training run \\(status 'failed'\\)"):
-        export(_export_config(run_dir, output))
+        export(command_config("export", run_dir=run_dir, output=output))
     assert not output.exists()
 
 
@@ -131,7 +124,7 @@ def test_a_model_trained_in_stages_keeps_every_stage_in_its_card(
     first_run = tiny_checkpoint.parents[1]
     _as_cli_run(first_run, ["model.base_channels=4", "trainer.max_epochs=1"])
     stage_one = tmp_path / "weights" / "stage1.ckpt"
-    export(_export_config(first_run, stage_one))
+    export(command_config("export", run_dir=first_run, output=stage_one))
     GlobalHydra.instance().clear()
     cfg = compose_train(
         f"data.csv_path={tiny_csv}",
@@ -149,7 +142,7 @@ def test_a_model_trained_in_stages_keeps_every_stage_in_its_card(
     _as_cli_run(tmp_path / "stage2", [f"init_from={stage_one}"])
     stage_two = tmp_path / "weights" / "stage2.ckpt"
 
-    export(_export_config(tmp_path / "stage2", stage_two))
+    export(command_config("export", run_dir=tmp_path / "stage2", output=stage_two))
 
     card = stage_two.with_suffix(".md").read_text()
     assert f"python -m denoise.train init_from={stage_one}" in card

@@ -12,11 +12,10 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import TINY_MODEL, smooth_images
+from conftest import TINY_MODEL, smooth_images, user_error
 from numpy.lib.stride_tricks import sliding_window_view
 from omegaconf import DictConfig
 from PIL import Image
-from test_bad_input import user_error
 
 from denoise.data.datamodule import FERDataModule
 from denoise.data.folder import FolderDataModule, center_crop, clip_exposure, fade, pad_to

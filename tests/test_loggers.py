@@ -6,13 +6,12 @@ from __future__ import annotations
 import csv
 import errno
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_MODEL, child_env, train_command
+from conftest import TINY_MODEL, run_command, train_command
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from denoise.files.outputs import discard_unused_output_dir
@@ -211,10 +210,7 @@ def test_multirun_with_mlflow_gives_each_job_its_own_finished_run(
         "data.num_workers=0",
         *ONE_EPOCH,
     )
-    env = child_env("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
-    completed = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
+    completed = run_command(command, tmp_path, "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
     assert completed.returncode == 0, completed.stderr[-3000:]
 
     jobs = sorted(path for path in sweep_dir.iterdir() if path.is_dir())

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import child_env
-from hydra import compose, initialize_config_module
+from conftest import command_config, python_module, run_command, save_checkpoint
 
-from denoise import CONFIG_MODULE
 from denoise.data.noise import add_salt_and_pepper
 from denoise.inference import engines
 from denoise.inference.checkpoints import CheckpointError, load_denoiser
@@ -68,11 +65,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Denois
         assert 0 <= difference <= 1e-4
         models[name] = (model, path)
     return models
-
-
-def save_checkpoint(model: Denoiser, path: Path) -> Path:
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
-    return path
 
 
 def noisy_batch(batch: int, channels: int, height: int, width: int) -> torch.Tensor:
@@ -153,11 +145,10 @@ def test_export_format_onnx_writes_a_file_onnx_denoiser_opens(tmp_path: Path) ->
     model = trained_looking(DESIGNS["corruption_aware"])
     checkpoint = save_checkpoint(model, tmp_path / "best.ckpt")
     output = tmp_path / "exported" / "model.onnx"
-    result = subprocess.run(
-        [sys.executable, "-m", "denoise.export", "format=onnx", f"ckpt_path={checkpoint}",
-         f"output={output}"],
-        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    command = python_module(
+        "denoise.export", "format=onnx", f"ckpt_path={checkpoint}", f"output={output}"
+    )
+    result = run_command(command, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Wrote {output} (" in result.stdout
     assert "differs from PyTorch's by at most" in result.stdout
@@ -165,11 +156,6 @@ def test_export_format_onnx_writes_a_file_onnx_denoiser_opens(tmp_path: Path) ->
     assert opened.hparams == model.hparams
     assert not (tmp_path / "unused-cache").exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["best.ckpt", "exported"]
-
-
-def export_config(*overrides: str):
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return compose("export", overrides=list(overrides))
 
 
 @pytest.mark.parametrize(
@@ -190,7 +176,7 @@ def export_config(*overrides: str):
 def test_export_settings_are_one_line_each(
     tmp_path: Path, overrides: list[str], message: str
 ) -> None:
-    cfg = export_config(*(override.format(tmp=tmp_path) for override in overrides))
+    cfg = command_config("export", *(override.format(tmp=tmp_path) for override in overrides))
     with pytest.raises(SettingError) as refused:
         export(cfg)
     assert str(refused.value) == message.format(tmp=tmp_path)
@@ -251,11 +237,8 @@ def test_without_onnxruntime_the_engine_is_a_setting_error(
 def test_the_readme_export_of_the_natural_model_restores_as_pytorch_does(tmp_path: Path) -> None:
     """README (Speed): ``python -m denoise.export format=onnx weights=natural output=…``."""
     output = tmp_path / "natural.onnx"
-    result = subprocess.run(
-        [sys.executable, "-m", "denoise.export", "format=onnx", "weights=natural",
-         f"output={output}"],
-        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    command = python_module("denoise.export", "format=onnx", "weights=natural", f"output={output}")
+    result = run_command(command, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     exported = onnx_denoiser(output, 1, tmp_path / "unused-cache")
     shipped = load_denoiser(None, "cpu", weights="natural")

@@ -9,19 +9,15 @@ import os
 import re
 import struct
 import subprocess
-import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import imageio.v3 as iio
-import lightning
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, smooth_images
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from conftest import command_config, python_module, run_command, save_checkpoint, smooth_images
 from PIL import Image
 from test_images_bad_input import chunk, png_header
 
@@ -35,15 +31,7 @@ from denoise.models.module import DenoisingModule
 from denoise.models.self_ensemble import restore_in_views
 from denoise.runtime.errors import UserError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run this module's tiny models on one thread: on a busy 2-core machine, two threads
-    waiting on each other made the tiny training steps 20 times slower (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -67,34 +55,15 @@ def tiny_model() -> DenoisingModule:
 @pytest.fixture(scope="module")
 def checkpoint(tiny_model: DenoisingModule, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny_model`` as a checkpoint that ``DenoisingModule.load_from_checkpoint`` reads."""
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    torch.save(
-        {
-            "state_dict": tiny_model.state_dict(),
-            "hyper_parameters": dict(tiny_model.hparams),
-            "pytorch-lightning_version": lightning.__version__,
-        },
-        path,
-    )
-    return path
-
-
-def config(name: str, **settings: object) -> DictConfig:
-    """``conf/<name>.yaml`` with ``settings`` as command-line overrides (paths quoted)."""
-    overrides = [
-        f"{key}='{value}'" if isinstance(value, Path) else f"{key}={value}"
-        for key, value in settings.items()
-    ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
+    return save_checkpoint(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
 
 
 def run_predict(checkpoint: Path, source: Path, target: Path) -> list[Path]:
-    return predict(config("predict", ckpt_path=checkpoint, input=source, output=target))
+    return predict(command_config("predict", ckpt_path=checkpoint, input=source, output=target))
 
 
 def run_add_noise(source: Path, target: Path, **settings: object) -> Path:
-    return add_noise(config("add_noise", input=source, output=target, **settings))
+    return add_noise(command_config("add_noise", input=source, output=target, **settings))
 
 
 def noisy_picture(height: int, width: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -115,7 +84,9 @@ def expected_output(model: DenoisingModule, array: np.ndarray) -> np.ndarray:
     scale = np.iinfo(array.dtype).max if array.dtype.kind == "u" else 1.0
     planes = colour.reshape(*colour.shape[:2], -1).transpose(2, 0, 1).astype(np.float32) / scale
     # predict's default for a checkpoint of your own (the shipped models' are tested apart)
-    views = model_views(config("predict", input="x.png", output="y.png").self_ensemble, None)
+    views = model_views(
+        command_config("predict", input="x.png", output="y.png").self_ensemble, None
+    )
     with torch.no_grad():
         restored, _ = restore_in_views(
             lambda view: (model.denoise(view), None), torch.from_numpy(planes)[:, None], views
@@ -460,14 +431,18 @@ def test_a_folder_named_like_an_image_is_one_line(tmp_path: Path) -> None:
     folder.mkdir()
     message = f"{folder}: no image file in this folder (.png .jpg .jpeg .bmp .tif .tiff)"
     with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
-        predict(config("predict", input=folder, output=tmp_path / "out"))
+        predict(command_config("predict", input=folder, output=tmp_path / "out"))
     message = f"{folder}: is a folder; this command takes an image file"
     with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
         run_add_noise(folder, tmp_path / "noisy.png")
 
 
 def test_max_pixels_is_a_setting_of_both_commands(checkpoint: Path, tmp_path: Path) -> None:
-    assert config("predict").max_pixels == config("add_noise").max_pixels == DEFAULT_MAX_PIXELS
+    assert (
+        command_config("predict").max_pixels
+        == command_config("add_noise").max_pixels
+        == DEFAULT_MAX_PIXELS
+    )
     source = tmp_path / "face.png"
     iio.imwrite(source, GREY)  # 48x48: 2304 pixels
     over = (
@@ -476,7 +451,7 @@ def test_max_pixels_is_a_setting_of_both_commands(checkpoint: Path, tmp_path: Pa
     )
     with pytest.raises(ImageError, match=f"^{re.escape(f'{source}: {over}')}$"):
         predict(
-            config(
+            command_config(
                 "predict",
                 ckpt_path=checkpoint,
                 input=source,
@@ -492,7 +467,7 @@ def test_max_pixels_is_a_setting_of_both_commands(checkpoint: Path, tmp_path: Pa
         run_add_noise(source, tmp_path / "b.png", max_pixels=0)
     run_add_noise(source, tmp_path / "b.png", max_pixels=2304)
     predict(
-        config(
+        command_config(
             "predict",
             ckpt_path=checkpoint,
             input=source,
@@ -528,7 +503,7 @@ def test_paths_that_cannot_work_fail_before_any_work(checkpoint: Path, tmp_path:
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
     with pytest.raises(UserError, match=r"junk\.ckpt: not a denoise checkpoint"):
         run_predict(tmp_path / "junk.ckpt", source, tmp_path / "clean.png")
-    cfg = config("predict", ckpt_path=checkpoint, output=tmp_path / "clean.png")
+    cfg = command_config("predict", ckpt_path=checkpoint, output=tmp_path / "clean.png")
     with pytest.raises(UserError, match=r"^missing input$"):
         predict(cfg)
     assert not (tmp_path / "clean.png").exists()
@@ -605,7 +580,7 @@ def test_channel_handling() -> None:
 
 
 def test_reference_tiling_matches_the_function_defaults(tiny_model: DenoisingModule) -> None:
-    cfg = config("predict")
+    cfg = command_config("predict")
     assert all(cfg[key] is None for key in ("tile_size", "overlap", "batch_size"))  # per model
     defaults = inspect.signature(denoise_image).parameters
     for key, value in default_tiling(tiny_model).items():
@@ -654,16 +629,7 @@ def test_add_noise_keeps_16_bits_and_alpha(tmp_path: Path) -> None:
 
 
 def _run_cli(module: str, *settings: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", module, *settings],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_command(python_module(module, *settings), cwd, "HYDRA_FULL_ERROR")
 
 
 def _assert_nothing_else_written(folder: Path, expected: set[str]) -> None:
@@ -767,7 +733,7 @@ def test_predict_with_weights_faces_uses_the_shipped_face_model(tmp_path: Path) 
     source, target = tmp_path / "noisy.png", tmp_path / "clean.png"
     iio.imwrite(source, noisy)
 
-    predict(config("predict", weights="faces", input=source, output=target))
+    predict(command_config("predict", weights="faces", input=source, output=target))
 
     restored = iio.imread(target)
     assert restored.shape == clean.shape and restored.dtype == np.uint8
@@ -787,8 +753,8 @@ def test_the_face_model_denoises_large_images_in_its_own_48_px_tiles(tmp_path: P
     source = tmp_path / "noisy.png"
     iio.imwrite(source, noisy.astype(np.uint8))
     default, whole = tmp_path / "default.png", tmp_path / "whole.png"
-    predict(config("predict", weights="faces", input=source, output=default))
-    predict(config("predict", weights="faces", input=source, output=whole, tile_size=512))
+    predict(command_config("predict", weights="faces", input=source, output=default))
+    predict(command_config("predict", weights="faces", input=source, output=whole, tile_size=512))
 
     def psnr(path: Path) -> float:
         error = (iio.imread(path).astype(float) - clean) ** 2

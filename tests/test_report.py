@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import python_module, run_command
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
@@ -215,9 +213,7 @@ def test_no_completed_job_writes_the_table_and_skips_the_plot(tmp_path: Path) ->
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "denoise.report", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return run_command(python_module("denoise.report", *args), cwd)
 
 
 def test_cli_writes_the_report_and_prints_the_table(sweep: Path, tmp_path: Path) -> None:

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_MODEL, child_env, train_command
+from conftest import TINY_MODEL, child_env, command_config, train_command, user_error
 from PIL import Image
-from test_bad_input import user_error
 from test_images_bad_input import png_header
-from test_predict import config
 
 from denoise.data.fer_csv import CSVFormatError, parse_fer_csv
 from denoise.inference.restore_files import predict
@@ -271,7 +269,7 @@ def test_a_tile_too_large_for_the_memory_is_refused(tmp_path: Path, capsys, monk
     )
     source, target = tmp_path / "photo.png", tmp_path / "clean.png"
     Image.fromarray(np.full((1024, 1024), 128, np.uint8)).save(source)
-    cfg = config("predict", input=source, output=target, weights="faces", tile_size=100000)
+    cfg = command_config("predict", input=source, output=target, weights="faces", tile_size=100000)
     assert user_error(predict, cfg, capsys) == [
         f"error: {source}: tile_size=100000, batch_size=256: denoising it would need about "
         "0.252 GB (the network's activations for 1 tile of 1024x1024 px), over the 0.1 GB "

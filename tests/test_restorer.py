@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
-from hydra import compose, initialize_config_dir
+from conftest import command_config, save_checkpoint
 
 from denoise.files.images import image_to_tensor
 from denoise.inference.restore_files import predict
@@ -36,9 +34,7 @@ def save_model(path: Path, channels: int, seed: int) -> Path:
         architecture="corruption_aware",
         global_context=True,
     )
-    model = Denoiser(design)
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": asdict(design)}, path)
-    return path
+    return save_checkpoint(Denoiser(design), path)
 
 
 @pytest.fixture
@@ -136,8 +132,7 @@ def test_predict_restores_a_colour_photo_with_the_colour_model(
 
     photo = tmp_path / "photo.png"
     iio.imwrite(photo, noisy_picture(50, 60, 3))
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("predict", [f"input={photo}", f"output={tmp_path / 'clean.png'}"])
+    cfg = command_config("predict", f"input={photo}", f"output={tmp_path / 'clean.png'}")
     caplog.set_level(logging.INFO, logger="denoise")
     predict(cfg)
     restored = iio.imread(tmp_path / "clean.png")
@@ -159,8 +154,7 @@ def test_predict_with_onnxruntime_gives_what_torch_gives(
     for engine in ("torch", "onnxruntime"):
         target = tmp_path / f"{engine}.png"
         settings = [f"input={photo}", f"output={target}", f"engine={engine}"]
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            predict(compose("predict", [*settings, f"cache_dir={tmp_path / 'cache'}"]))
+        predict(command_config("predict", *settings, f"cache_dir={tmp_path / 'cache'}"))
         outputs[engine] = iio.imread(target).astype(int)
     assert np.abs(outputs["torch"] - outputs["onnxruntime"]).max() <= 1  # rounding, at most
     assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1  # the colour model's

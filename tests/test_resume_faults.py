@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TINY_MODEL, killed_when, train_command
-from test_bad_input import user_error
+from conftest import TINY_MODEL, killed_when, train_command, user_error
 
 from denoise.training import checkpoint_io
 from denoise.training.callbacks import MetricHistory

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import child_env, train_command
+from conftest import run_command, train_command, user_error
 from omegaconf import DictConfig, OmegaConf
 
 from denoise.runtime.job_share import (
@@ -27,7 +27,6 @@ from denoise.runtime.job_share import (
 )
 from denoise.runtime.search import trials_left
 
-REPO = Path(__file__).resolve().parents[1]
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
@@ -50,10 +49,7 @@ def _tiny_sweep(tiny_csv: Path, tmp_path: Path, *settings: str) -> list[str]:
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     # joblib sets each worker's threads only where OMP_NUM_THREADS is unset
-    completed = subprocess.run(
-        command, cwd=cwd, env=child_env("OMP_NUM_THREADS"), capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
+    completed = run_command(command, cwd, "OMP_NUM_THREADS")
     assert completed.returncode == 0, completed.stderr[-4000:]
     return completed
 
@@ -114,8 +110,6 @@ def test_cpu_jobs_side_by_side_share_the_cores(tmp_path: Path, monkeypatch) -> N
 
 
 def test_jobs_per_gpu_must_be_a_whole_number_above_zero(compose_train, capsys) -> None:
-    from test_bad_input import user_error
-
     from denoise.training.run import train
 
     lines = user_error(train, compose_train("jobs_per_gpu=0"), capsys)

@@ -10,19 +10,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import imageio.v3 as iio
-import lightning
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, smooth_images
-from hydra import compose, initialize_config_dir
+from conftest import REPO, command_config, save_checkpoint, smooth_images, user_error
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
-from test_bad_input import user_error
 
 import denoise.inference.restorer as restorer_module
 from denoise.evaluation.scoring import evaluate
@@ -45,27 +42,8 @@ from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import SettingError
 from denoise.training.warm_start import check_init_from, init_path
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 FIX = "pass ckpt_path=outputs/runs/…/checkpoints/best.ckpt"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread, as in test_predict.py: on a busy 2-core machine two threads waiting on
-    each other made the face model 20 times slower here (3.1 s against 0.14 s, measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def predict_config(**settings: object) -> DictConfig:
-    """``conf/predict.yaml`` with ``settings`` as command-line overrides (paths quoted)."""
-    overrides = [
-        f"{key}='{value}'" if isinstance(value, Path) else f"{key}={value}"
-        for key, value in settings.items()
-    ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("predict", overrides=overrides)
 
 
 def point(monkeypatch: pytest.MonkeyPatch, name: str, weights: Path) -> None:
@@ -89,17 +67,7 @@ def noisy_photo(tmp_path: Path) -> Path:
 @pytest.fixture
 def untrained_unet(tmp_path: Path) -> Path:
     """A checkpoint of a small untrained U-Net: enough for what only reads hyperparameters."""
-    model = DenoisingModule(base_channels=4, depth=3)
-    path = tmp_path / "unet.ckpt"
-    torch.save(
-        {
-            "state_dict": model.state_dict(),
-            "hyper_parameters": dict(model.hparams),
-            "pytorch-lightning_version": lightning.__version__,
-        },
-        path,
-    )
-    return path
+    return save_checkpoint(DenoisingModule(base_channels=4, depth=3), tmp_path / "unet.ckpt")
 
 
 # ---------------------------------------------------------------- the registry
@@ -174,7 +142,7 @@ def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert predict_config(input="x.png", output="y.png").weights == "natural"
+    assert command_config("predict", input="x.png", output="y.png").weights == "natural"
     point(monkeypatch, "natural", tiny_checkpoint)
     tilings: list[dict[str, int]] = []
     views: list[int] = []
@@ -190,7 +158,7 @@ def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
     natural = dict(SHIPPED_MODELS["natural"].tiling)
 
     def run(name: str, **settings: object) -> np.ndarray:
-        predict(predict_config(input=noisy_photo, output=tmp_path / name, **settings))
+        predict(command_config("predict", input=noisy_photo, output=tmp_path / name, **settings))
         return iio.imread(tmp_path / name)
 
     default = run("default.png")
@@ -221,13 +189,19 @@ def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
 def test_predict_refuses_a_bad_name_before_reading_anything(
     tmp_path: Path, noisy_photo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = predict_config(input=noisy_photo, output=tmp_path / "clean.png", weights="cats")
+    cfg = command_config(
+        "predict", input=noisy_photo, output=tmp_path / "clean.png", weights="cats"
+    )
     assert user_error(predict, cfg, capsys) == [
         "error: weights=cats: must be one of faces, natural"
     ]
-    cfg = predict_config(input=tmp_path / "absent.png", output=tmp_path / "clean.png", weights="x")
+    cfg = command_config(
+        "predict", input=tmp_path / "absent.png", output=tmp_path / "clean.png", weights="x"
+    )
     assert user_error(predict, cfg, capsys) == ["error: weights=x: must be one of faces, natural"]
-    cfg = predict_config(input=noisy_photo, output=tmp_path / "clean.png", self_ensemble=6)
+    cfg = command_config(
+        "predict", input=noisy_photo, output=tmp_path / "clean.png", self_ensemble=6
+    )
     assert user_error(predict, cfg, capsys) == ["error: self_ensemble=6: must be one of 1, 2, 4, 8"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["noisy.png"]
 
@@ -243,7 +217,7 @@ def test_a_shipped_model_missing_from_the_install_is_one_line_naming_file_and_fi
     point(monkeypatch, "natural", absent)
     missing = f"error: {absent}: the shipped natural weights are missing from this install"
 
-    cfg = predict_config(input=noisy_photo, output=tmp_path / "clean.png")
+    cfg = command_config("predict", input=noisy_photo, output=tmp_path / "clean.png")
     assert user_error(predict, cfg, capsys) == [missing, f"{FIX}, or weights=faces"]
     assert not (tmp_path / "clean.png").exists()
 
@@ -259,7 +233,9 @@ def test_a_shipped_model_missing_from_the_install_is_one_line_naming_file_and_fi
     )
 
     point(monkeypatch, "faces", tmp_path / "install" / "blind-fer2013.ckpt")
-    cfg = predict_config(input=noisy_photo, output=tmp_path / "clean.png", weights="faces")
+    cfg = command_config(
+        "predict", input=noisy_photo, output=tmp_path / "clean.png", weights="faces"
+    )
     assert user_error(predict, cfg, capsys)[1] == FIX  # no other shipped model to offer
 
 
@@ -314,8 +290,7 @@ def test_the_last_stage_of_the_recipe_builds_the_shipped_natural_model(tmp_path:
     """The README's recipe ends with experiment=blind_natural_gpu_wide_176: its model settings,
     learning rate and schedule must be the ones the shipped weights were trained with."""
     overrides = ["experiment=blind_natural_gpu_wide_176", f"data.train_dir='{tmp_path}'"]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "init_from=natural"])
+    cfg = command_config("train", *overrides, "init_from=natural")
     saved = torch.load(shipped_model("natural").weights, weights_only=True)["hyper_parameters"]
     model = OmegaConf.to_container(cfg.model, resolve=True)
     for key, value in saved.items():

@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from conftest import child_env, train_command
+from conftest import command_config, run_command, train_command, user_error
 from omegaconf import DictConfig
 from PIL import Image
-from test_bad_input import user_error
-from test_predict import config
 
 from denoise.data.image_folder import load_image_folder
 from denoise.data.noisy_files import add_noise
@@ -50,7 +48,7 @@ def _pages(path: Path, count: int) -> Path:
 
 
 def _predict_config(source: Path, target: Path) -> DictConfig:
-    return config("predict", input=source, output=target, weights="faces", device="cpu")
+    return command_config("predict", input=source, output=target, weights="faces", device="cpu")
 
 
 # ------------------------------------------------------------- several pictures in one file
@@ -73,7 +71,7 @@ def test_a_file_of_several_pictures_is_refused_by_each_reader(
 
     cfg = _predict_config(source, tmp_path / "clean.png")
     assert user_error(predict, cfg, capsys) == [line]
-    cfg = config("add_noise", input=source, output=tmp_path / "noisy.png")
+    cfg = command_config("add_noise", input=source, output=tmp_path / "noisy.png")
     assert user_error(add_noise, cfg, capsys) == [line]
     with pytest.raises(ImageError, match=f"^{re.escape(line.removeprefix('error: '))}$"):
         load_image_folder(tmp_path, cache_dir=None, channels=1)  # data=folder
@@ -177,10 +175,7 @@ def _sweep(tiny_csv: Path, tmp_path: Path, *settings: str) -> subprocess.Complet
         tiny_csv, tmp_path, "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}",
         "trainer.accelerator=cpu", "debug=fast", "logger=none", *settings,
     )  # fmt: skip
-    return subprocess.run(
-        command, cwd=cwd, env=child_env("HYDRA_FULL_ERROR"), capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    return run_command(command, cwd, "HYDRA_FULL_ERROR")
 
 
 def _written(root: Path) -> set[str]:
@@ -251,10 +246,7 @@ def test_a_user_error_removes_only_the_folders_the_run_made(
         tmp_path / "none.csv", tmp_path, "data.batch_size=0", f"hydra.run.dir={run_dir}"
     )
 
-    done = subprocess.run(
-        command, cwd=work, env=child_env("HYDRA_FULL_ERROR"), capture_output=True, text=True,
-        timeout=180,
-    )  # fmt: skip
+    done = run_command(command, work, "HYDRA_FULL_ERROR")
 
     assert done.returncode == 1
     assert done.stderr.splitlines() == [

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TINY_MODEL, child_env, fer_frame, train_command
+from conftest import TINY_MODEL, fer_frame, run_command, train_command
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from denoise.data.datamodule import FERDataModule
@@ -206,9 +205,7 @@ def test_multirun_writes_one_folder_per_job_named_by_overrides(
         "trainer.limit_test_batches=1",
         "data.batch_size=8",
     )
-    completed = subprocess.run(
-        command, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=600
-    )
+    completed = run_command(command, tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
     said = completed.stdout + completed.stderr
     assert f"This sweep writes into {sweep_dir.resolve()}" in said

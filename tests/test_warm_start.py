@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL, smooth_images
+from conftest import TINY_MODEL, save_checkpoint, smooth_images
 
 from denoise.data.noise import add_salt_and_pepper
 from denoise.inference.checkpoints import CheckpointError, read_checkpoint
@@ -15,11 +15,6 @@ from denoise.training.run import train
 from denoise.training.warm_start import check_init_from, warm_start
 
 SMALL = {"architecture": "corruption_aware", "base_channels": 4, "depth": 3, "dropout": 0.0}
-
-
-def _saved(model: DenoisingModule, path: Path) -> Path:
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
-    return path
 
 
 def _trained_looking(design: dict) -> DenoisingModule:
@@ -50,7 +45,7 @@ def _train_two_steps(model: DenoisingModule, noisy: torch.Tensor, clean: torch.T
 
 def test_a_grown_model_starts_out_computing_what_the_old_one_did(tmp_path: Path) -> None:
     old = _trained_looking(SMALL)
-    path = _saved(old, tmp_path / "old.ckpt")
+    path = save_checkpoint(old, tmp_path / "old.ckpt")
     grown = DenoisingModule(**SMALL, global_context=True).eval()
 
     warm_start(grown, str(path))
@@ -65,7 +60,7 @@ def test_attention_and_a_refinement_stage_grow_a_model_without_changing_its_outp
     tmp_path: Path,
 ) -> None:
     old = _trained_looking(SMALL)
-    path = _saved(old, tmp_path / "old.ckpt")
+    path = save_checkpoint(old, tmp_path / "old.ckpt")
     grown = DenoisingModule(**SMALL, attention_levels=2, refine_channels=4).eval()
 
     warm_start(grown, str(path))
@@ -95,7 +90,7 @@ def test_a_wider_model_starts_out_computing_what_the_narrower_one_did(
     for name, buffer in old.named_buffers():  # trained-looking BatchNorm statistics too
         if name.endswith(("running_mean", "running_var")):
             buffer.add_(torch.rand_like(buffer) * 0.1)
-    path = _saved(old, tmp_path / "old.ckpt")
+    path = save_checkpoint(old, tmp_path / "old.ckpt")
     wider = DenoisingModule(**{**design, "base_channels": 7}).eval()
 
     warm_start(wider, str(path))
@@ -110,17 +105,17 @@ def test_a_wider_model_starts_out_computing_what_the_narrower_one_did(
 
 
 def test_weights_of_another_size_or_design_are_refused_in_one_line(tmp_path: Path) -> None:
-    path = _saved(DenoisingModule(**{**SMALL, "base_channels": 8}), tmp_path / "wide.ckpt")
+    path = save_checkpoint(DenoisingModule(**{**SMALL, "base_channels": 8}), tmp_path / "wide.ckpt")
     with pytest.raises(CheckpointError, match="this model's is"):
         warm_start(DenoisingModule(**SMALL), str(path))  # narrower: channels would be lost
     attended = {**SMALL, "attention_levels": 1}
-    path = _saved(DenoisingModule(**attended), tmp_path / "attended.ckpt")
+    path = save_checkpoint(DenoisingModule(**attended), tmp_path / "attended.ckpt")
     with pytest.raises(CheckpointError, match="cannot be widened without changing"):
         warm_start(DenoisingModule(**{**attended, "base_channels": 8}), str(path))
-    path = _saved(DenoisingModule(**SMALL), tmp_path / "small.ckpt")
+    path = save_checkpoint(DenoisingModule(**SMALL), tmp_path / "small.ckpt")
     with pytest.raises(CheckpointError, match="lacks weights"):
         warm_start(DenoisingModule(**{**SMALL, "depth": 4}), str(path))
-    unet = _saved(DenoisingModule(base_channels=4, depth=3), tmp_path / "unet.ckpt")
+    unet = save_checkpoint(DenoisingModule(base_channels=4, depth=3), tmp_path / "unet.ckpt")
     with pytest.raises(CheckpointError, match="holds a unet model"):
         check_init_from(str(unet), "corruption_aware")
     check_init_from("shipped", "corruption_aware")  # the packaged blind model
@@ -130,7 +125,7 @@ def test_training_with_init_from_starts_at_the_given_weights(
     compose_train, tiny_csv: Path, tmp_path: Path
 ) -> None:
     source = _trained_looking(SMALL)
-    path = _saved(source, tmp_path / "source.ckpt")
+    path = save_checkpoint(source, tmp_path / "source.ckpt")
     cfg = compose_train(
         f"data.csv_path={tiny_csv}",
         "model=corruption_aware",
