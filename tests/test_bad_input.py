@@ -240,6 +240,7 @@ def test_evaluate_refuses_a_bad_checkpoint_without_running_it(
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_weights_only_and_another_architecture(
     compose_train, tiny_csv: Path, tiny_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
@@ -280,6 +281,7 @@ def _run_folder(tiny_checkpoint: Path) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_export_of_a_crafted_checkpoint_runs_nothing_and_writes_nothing(
     tiny_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
@@ -296,6 +298,7 @@ def test_export_of_a_crafted_checkpoint_runs_nothing_and_writes_nothing(
     assert not output.parent.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -57,6 +57,7 @@ def test_a_perfect_switch_beats_the_noisy_input_and_tables_have_the_right_shape(
     assert result.frame().shape == (6, 5)
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_tables_plots_and_beats_noise(
     compose_config, tiny_csv: Path, tiny_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
@@ -109,6 +110,7 @@ def test_evaluate_command_writes_tables_plots_and_beats_noise(
     assert "Where the U-Net errs" in printed and "| density | noise: RMS / share" in printed
 
 
+@pytest.mark.slow
 def test_evaluate_without_a_checkpoint_scores_the_shipped_blind_model_beside_its_peers(
     compose_config, tiny_csv: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ def _as_cli_run(run_dir: Path, overrides: list[str]) -> None:
     (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
 
+@pytest.mark.slow
 def test_export_writes_a_small_loadable_file_and_its_card(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -53,6 +54,7 @@ def test_export_writes_a_small_loadable_file_and_its_card(
     assert stored["epochs"] == summary["epochs_completed"]
 
 
+@pytest.mark.slow
 def test_export_refuses_a_run_that_did_not_complete(tiny_checkpoint: Path, tmp_path: Path) -> None:
     run_dir = tiny_checkpoint.parents[1]
     _as_cli_run(run_dir, [])
@@ -114,6 +116,7 @@ def test_shipped_model_returns_a_clean_face_nearly_unchanged() -> None:
     assert _psnr(restored, clean) > 60  # the goal at 0% noise; the stage-1 model gave 71.3
 
 
+@pytest.mark.slow
 def test_a_model_trained_in_stages_keeps_every_stage_in_its_card(
     compose_train, tiny_checkpoint: Path, tiny_csv: Path, tmp_path: Path
 ) -> None:

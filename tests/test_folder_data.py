@@ -357,6 +357,7 @@ def test_bad_folders_and_files_stop_training_with_one_line(
         assert len(lines) <= 2
 
 
+@pytest.mark.slow
 def test_train_on_a_folder_end_to_end(
     folder_config: Callable[..., DictConfig], tmp_path: Path
 ) -> None:

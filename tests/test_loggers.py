@@ -63,6 +63,7 @@ def mlflow_runs(run_dir: Path) -> list:
     return client.search_runs(experiment_ids=ids)
 
 
+@pytest.mark.slow
 def test_csv_logger_writes_epoch_metrics_final_hp_row_and_config_sections(
     compose_train, tiny_csv: Path
 ) -> None:
@@ -85,6 +86,7 @@ def test_csv_logger_writes_epoch_metrics_final_hp_row_and_config_sections(
     assert hparams["model"]["base_channels"] == 4 and hparams["trainer"]["max_epochs"] == 2
 
 
+@pytest.mark.slow
 def test_every_logger_gets_the_same_params_and_hp_metrics(compose_train, tiny_csv: Path) -> None:
     pytest.importorskip("mlflow")
     cfg = compose_train(
@@ -137,6 +139,7 @@ def _summary_disk_full_after_test(monkeypatch) -> None:
     monkeypatch.setattr(RunSummary, "update", failing_update)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fail", [_checkpoint_disk_full, _summary_disk_full_after_test], ids=["in_fit", "after_test"]
 )

@@ -141,6 +141,7 @@ def test_a_checkpoint_is_converted_once_and_then_read_from_the_cache(
     assert len(list((cache / "onnx").iterdir())) == 2
 
 
+@pytest.mark.slow
 def test_export_format_onnx_writes_a_file_onnx_denoiser_opens(tmp_path: Path) -> None:
     model = trained_looking(DESIGNS["corruption_aware"])
     checkpoint = save_checkpoint(model, tmp_path / "best.ckpt")
@@ -234,6 +235,7 @@ def test_without_onnxruntime_the_engine_is_a_setting_error(
     ]
 
 
+@pytest.mark.slow
 def test_the_readme_export_of_the_natural_model_restores_as_pytorch_does(tmp_path: Path) -> None:
     """README (Speed): ``python -m denoise.export format=onnx weights=natural output=…``."""
     output = tmp_path / "natural.onnx"

@@ -309,6 +309,7 @@ def refused_within_limits(done: subprocess.CompletedProcess, seconds: float) -> 
 FREE = r"over the [0-9.e+]+ GB this process may still map \(ulimit -v\)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("settings", "line"),
     [
@@ -334,6 +335,7 @@ def test_train_refuses_a_network_too_large_under_a_memory_limit(
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_train_refuses_a_huge_file_of_zeros_under_a_memory_limit(tmp_path: Path):
     zeros = tmp_path / "zeros.csv"
     with zeros.open("wb") as handle:
@@ -343,6 +345,7 @@ def test_train_refuses_a_huge_file_of_zeros_under_a_memory_limit(tmp_path: Path)
     assert lines == [f"error: {zeros}: not a CSV file (binary data: NUL bytes in its first 4 kB)"]
 
 
+@pytest.mark.slow
 def test_predict_refuses_huge_images_under_a_memory_limit(tmp_path: Path):
     """A header that claims 100000x100000 (max_pixels, before decoding), and a real 16-megapixel
     photo made one tile by tile_size (the natural model would need some 5 GB for it)."""

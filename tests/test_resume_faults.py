@@ -161,6 +161,7 @@ def _edited(source: Path, target: Path, edit: Any) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_tensor_of_another_shape_and_a_lost_best(
     compose_train, tiny_csv: Path, tiny_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:

@@ -48,6 +48,7 @@ def running(process: dict[str, Any], beat: datetime | None = None) -> dict[str, 
 # ---------------------------------------------------------------- a real run, killed
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_reads_as_died_with_the_epochs_it_completed(
     tiny_csv: Path, tmp_path: Path, capsys
 ) -> None:
@@ -220,6 +221,7 @@ class SummaryAtEpochStart(L.Callback):
         self.seen.append(read_summary(trainer.default_root_dir))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_the_history_of_its_checkpoint(
     compose_train, tiny_csv: Path, tmp_path: Path
 ) -> None:

@@ -135,6 +135,7 @@ def test_auto_picks_faces_for_fer_style_data_and_natural_for_folders(
 # ---------------------------------------------------------------- predict
 
 
+@pytest.mark.slow
 def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
     monkeypatch: pytest.MonkeyPatch,
     tiny_checkpoint: Path,
@@ -242,6 +243,7 @@ def test_a_shipped_model_missing_from_the_install_is_one_line_naming_file_and_fi
 # ---------------------------------------------------------------- evaluate and init_from
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_natural_model_on_a_folder_and_records_its_file(
     monkeypatch: pytest.MonkeyPatch,
     compose_config: Callable[..., DictConfig],

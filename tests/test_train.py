@@ -31,6 +31,7 @@ def _events(run_dir: Path) -> EventAccumulator:
     return accumulator
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_logs_summary_and_returns_the_metric(
     compose_train, tiny_csv: Path, tmp_path: Path, capsys, caplog
 ) -> None:
@@ -78,6 +79,7 @@ def _hparams_plugin_data(run_dir: Path) -> bytes:
     return b"".join(path.read_bytes() for path in run_dir.glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_best_checkpoint_reloads_alone_and_reproduces_the_test_psnr(
     compose_train, tiny_csv: Path
 ) -> None:
@@ -101,6 +103,7 @@ def test_best_checkpoint_reloads_alone_and_reproduces_the_test_psnr(
     assert model.hparams.base_channels == 4 and model.hparams.optimizer["lr"] == 1e-3
 
 
+@pytest.mark.slow
 def test_seed_makes_a_run_repeatable(compose_train, tiny_csv: Path, tmp_path: Path) -> None:
     results = []
     for name in ("a", "b"):
@@ -133,6 +136,7 @@ def test_reference_preset_composes_the_notebook_setup(compose_train) -> None:
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-3
 
 
+@pytest.mark.slow
 def test_reference_preset_trains_at_128px_with_three_channels(
     compose_train, tiny_csv: Path
 ) -> None:
@@ -145,6 +149,7 @@ def test_reference_preset_trains_at_128px_with_three_channels(
     assert 18 < summary["test"]["test/noisy_psnr"] < 26
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(
     compose_train, tiny_csv: Path, tmp_path: Path
 ) -> None:

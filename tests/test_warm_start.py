@@ -121,6 +121,7 @@ def test_weights_of_another_size_or_design_are_refused_in_one_line(tmp_path: Pat
     check_init_from("shipped", "corruption_aware")  # the packaged blind model
 
 
+@pytest.mark.slow
 def test_training_with_init_from_starts_at_the_given_weights(
     compose_train, tiny_csv: Path, tmp_path: Path
 ) -> None:
