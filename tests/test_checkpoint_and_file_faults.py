@@ -622,6 +622,7 @@ def test_export_refuses_a_run_record_that_is_a_fifo(
     assert not output.exists()
 
 
+@pytest.mark.slow
 def test_report_of_a_sweep_whose_records_are_fifos_ends_and_says_so(
     run_dir: Path, tmp_path: Path
 ) -> None:
@@ -646,6 +647,7 @@ def test_report_of_a_sweep_whose_records_are_fifos_ends_and_says_so(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("command", "setting", "problem"),
     [("denoise.add_noise", "amount=nan", "must be a fraction in [0, 1] or a [low, high] range"),
