@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import TINY_MODEL, fer_frame
 
-from denoise.benchmarks.suite import (
-    Row,
-    bf16_rates,
-    conv_ceiling,
-    conv_shapes,
-    data_figures,
-    inference_rates,
-    machine_rows,
-    markdown,
-    predict_memory_rows,
-    seconds_per_call,
-    training_step,
-)
+import denoise.benchmarks
+from denoise.benchmarks import startup
+from denoise.benchmarks.ceilings import conv_ceiling, conv_shapes
+from denoise.benchmarks.inference import bf16_rates, inference_rates, onnx_engine
+from denoise.benchmarks.launch import ChildRun
+from denoise.benchmarks.loading import data_figures
+from denoise.benchmarks.machine import machine_rows
+from denoise.benchmarks.memory import predict_memory_rows
+from denoise.benchmarks.suite import check_bench_settings
+from denoise.benchmarks.table import Row, markdown
+from denoise.benchmarks.targets import Targets
+from denoise.benchmarks.timing import seconds_per_call
+from denoise.benchmarks.training import training_step
 from denoise.data.datamodule import FERDataModule
 from denoise.models.module import DenoisingModule
+from denoise.runtime.errors import SettingError
 from denoise.training.run import train
 from denoise.training.summary import read_summary
+
+
+def bench_targets(compose_config, *overrides: str) -> Targets:
+    """The targets of ``conf/bench.yaml``, with ``overrides`` as on the command line."""
+    return check_bench_settings(compose_config("bench", *overrides))
 
 
 def tiny_module(**kwargs) -> DenoisingModule:
@@ -81,13 +90,16 @@ def test_machine_rows_name_the_processor_and_what_onednn_runs() -> None:
         assert rows["oneDNN fp32 convolution kernel"]
 
 
-def test_data_figures_on_a_small_csv(tmp_path: Path) -> None:
+def test_data_figures_on_a_small_csv(tmp_path: Path, compose_config) -> None:
     path = tmp_path / "faces.csv"
     fer_frame({"Training": 128, "PrivateTest": 16, "PublicTest": 16}).to_csv(path, index=False)
     datamodule = FERDataModule(csv_path=str(path), cache_dir=str(tmp_path / "cache"))
-    rows = data_figures(str(path), datamodule, step_seconds=0.5, min_seconds=0.05)
+    targets = bench_targets(compose_config, "targets.first_parse_seconds=5")
+    rows = data_figures(str(path), datamodule, 0.5, 0.05, targets)
     by_what = {row.what: row for row in rows}
     assert by_what["first parse of faces.csv"].unit == "s"
+    assert by_what["first parse of faces.csv"].target == "≤ 5 s"  # as the config says
+    assert by_what["reload of faces.csv from cache"].target == "≤ 0.3 s"
     assert (
         by_what["reload of faces.csv from cache"].value < by_what["first parse of faces.csv"].value
     )
@@ -131,8 +143,8 @@ def test_speed_ups_do_not_change_validation_psnr(
     psnr = []
     for fast in ("true", "false"):
         cfg = compose_train(
-            f"data.csv_path={tiny_csv}", *TINY_MODEL[:2], "model.dropout=0.2",
-            f"model.channels_last={fast}", f"model.packed_dropout={fast}",
+            f"data.csv_path={tiny_csv}", *TINY_MODEL[:2], "model.net.dropout=0.2",
+            f"model.channels_last={fast}", f"model.net.packed_dropout={fast}",
             "trainer.max_epochs=2", "data.batch_size=8", "logger=none", "test=false",
             output_dir=tmp_path / fast,
         )  # fmt: skip
@@ -143,7 +155,6 @@ def test_speed_ups_do_not_change_validation_psnr(
 
 @pytest.mark.skipif(not importlib.util.find_spec("onnxruntime"), reason="onnxruntime absent")
 def test_onnx_export_of_the_corruption_aware_model_matches_eager() -> None:
-    from denoise.benchmarks.suite import _onnx_engine
     from denoise.data.noise import add_salt_and_pepper
 
     torch.manual_seed(0)
@@ -151,17 +162,86 @@ def test_onnx_export_of_the_corruption_aware_model_matches_eager() -> None:
     noisy = add_salt_and_pepper(torch.rand(3, 1, 48, 48), 0.3)
     with torch.inference_mode():
         expected = module(noisy)
-    restored = _onnx_engine(module)(noisy)
+    restored = onnx_engine(module)(noisy)
     torch.testing.assert_close(restored, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_predict_memory_rows_measure_predicts_memory_and_its_growth() -> None:
+def test_predict_memory_rows_measure_predicts_memory_and_its_growth(compose_config) -> None:
     """predict's peak memory (in child processes) on two photo sizes, with its growth."""
     sizes = [0.01, 0.04]
-    rows = predict_memory_rows(sizes)
+    rows = predict_memory_rows(sizes, bench_targets(compose_config))
     peaks = [row.value for row in rows if row.unit == "GiB"]
     assert len(peaks) == 2 and all(0.1 < peak < 8 for peak in peaks)  # a real process' memory
     (growth,) = [row for row in rows if row.unit == "MiB"]
     side = [round((size * 1e6) ** 0.5) ** 2 / 1e6 for size in sizes]
     assert growth.value == pytest.approx((peaks[1] - peaks[0]) * 1024 / (side[1] - side[0]))
     assert growth.ratio == "under 0.52 MP: a batch of tiles fills"  # too small to read as bound
+    assert growth.target == "≤ 64 MiB"
+
+
+def test_targets_come_from_the_config_and_decide_each_tick(
+    compose_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command's --help taking 1 s meets the config's 1.5 s, and misses 0.5 s."""
+    finished = subprocess.CompletedProcess([], 0, "", "")
+    monkeypatch.setattr(startup, "run_child", lambda *_: ChildRun(finished, 1.0, 0.1))
+    for limit, tick in (("1.5", "✓"), ("0.5", "✗")):
+        targets = bench_targets(compose_config, f"targets.help_seconds={limit}")
+        rows = startup.startup_rows(targets)
+        helps = [row.target for row in rows if row.what.endswith("--help")]
+        assert helps and set(helps) == {f"≤ {limit} s {tick}"}
+        assert rows[-1].target == "≤ 3 s ✓"  # predict's start-up: its own target
+
+
+def test_photo_waits_come_from_the_config(compose_config) -> None:
+    waits = "targets.photo_wait_seconds=[{megapixels:2,seconds:5},{megapixels:0.5,seconds:1}]"
+    targets = bench_targets(compose_config, waits)
+    assert [targets.photo_wait(size) for size in (0.5, 1, 2, 3)] == [1, 5, 5, None]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("targets.help_seconds=0", "targets.help_seconds=0: must be a number above 0"),
+        ("targets.view_overhead=fast", "targets.view_overhead=fast: must be a number above 0"),
+        (
+            "targets.photo_wait_seconds=[{megapixels:1}]",
+            "targets.photo_wait_seconds=[{'megapixels': 1}]: must be a list of "
+            "{megapixels: M, seconds: S} with numbers above 0",
+        ),
+    ],
+)
+def test_a_wrong_target_stops_the_bench_in_one_line(
+    compose_config, override: str, message: str
+) -> None:
+    with pytest.raises(SettingError) as refused:
+        bench_targets(compose_config, override)
+    assert str(refused.value) == message
+
+
+def code_strings(source: str) -> list[str]:
+    """The string constants of ``source``, less its docstrings (which may show examples)."""
+    tree = ast.parse(source)
+    scopes = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docstrings = {
+        id(scope.body[0].value)
+        for scope in ast.walk(tree)
+        if isinstance(scope, scopes) and scope.body and isinstance(scope.body[0], ast.Expr)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]  # fmt: skip
+
+
+def test_no_target_is_written_in_the_code() -> None:
+    """Targets are declared once, in conf/bench.yaml: no bound such as "≤ 3 s" in the code."""
+    assert any(re.search(r"[≤≥<] ?\d", text) for text in code_strings('x = "≤ 3 s"'))
+    folder = Path(denoise.benchmarks.__file__).parent
+    for module in folder.glob("*.py"):
+        bounds = [
+            text for text in code_strings(module.read_text()) if re.search(r"[≤≥<] ?\d", text)
+        ]
+        assert not bounds, module.name

@@ -16,23 +16,23 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_bench import bench_targets
 from test_restorer import save_model
 from test_startup import COMMANDS
 
-from denoise.benchmarks import suite
-from denoise.benchmarks.suite import (
-    Row,
-    check_bench_settings,
+from denoise.benchmarks import photos
+from denoise.benchmarks.launch import run_child
+from denoise.benchmarks.photos import (
     chosen_views,
     clean_photo,
     noisy_photo,
     photo_rows,
-    run_child,
-    startup_rows,
-    wait_target,
     whole_photo_rows,
-    within,
 )
+from denoise.benchmarks.startup import startup_rows
+from denoise.benchmarks.suite import check_bench_settings
+from denoise.benchmarks.table import Row
+from denoise.benchmarks.targets import Targets, within
 from denoise.files.images import tensor_to_image
 from denoise.inference.restorer import PictureRestorer, is_grey
 from denoise.inference.shipped import SHIPPED_MODELS
@@ -65,8 +65,14 @@ def restorers(monkeypatch: pytest.MonkeyPatch) -> list[PictureRestorer]:
             super().__post_init__()
             made.append(self)
 
-    monkeypatch.setattr(suite, "PictureRestorer", Recorded)
+    monkeypatch.setattr(photos, "PictureRestorer", Recorded)
     return made
+
+
+@pytest.fixture
+def targets(compose_config) -> Targets:
+    """The targets of conf/bench.yaml."""
+    return bench_targets(compose_config)
 
 
 def photo_settings(**photos: object) -> dict:
@@ -94,9 +100,9 @@ def timed(rows: list[Row], kind: str, way: str, views: str) -> Row:
 
 
 def test_photos_are_timed_in_each_kind_engine_precision_and_count_of_views(
-    tiny_natural: tuple[Path, Path], restorers: list[PictureRestorer]
+    tiny_natural: tuple[Path, Path], restorers: list[PictureRestorer], targets: Targets
 ) -> None:
-    rows = photo_rows(OmegaConf.create(photo_settings()), 0.01)
+    rows = photo_rows(OmegaConf.create(photo_settings()), 0.01, targets)
     ways = ["torch fp32 on cpu", "torch bf16 on cpu"]
     ways += ["onnxruntime fp32"] if HAS_ONNXRUNTIME else []
     for kind in KINDS:
@@ -126,12 +132,12 @@ def test_photos_are_timed_in_each_kind_engine_precision_and_count_of_views(
 
 
 def test_an_engine_that_cannot_run_says_why(
-    tiny_natural: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    tiny_natural: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, targets: Targets
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     settings = photo_settings(views=[1])
     settings["precisions"] = ["fp32"]
-    rows = photo_rows(OmegaConf.create(settings), 0.01)
+    rows = photo_rows(OmegaConf.create(settings), 0.01, targets)
     missing = [row for row in rows if "onnxruntime" in row.what]
     assert len(missing) == len(KINDS)
     for row in missing:
@@ -159,10 +165,10 @@ def test_the_views_said_are_the_views_predicts_restorer_takes(
     """A colour model that restores one channel at a time passes over a photo three times:
     the size policy gives it fewer views than one that restores the three at once."""
     torch.manual_seed(0)
-    design = Design(
+    design = Design.from_settings(dict(
         in_channels=3, out_channels=3, base_channels=4, depth=2, dropout=0.0,
         architecture="corruption_aware", cross_channel=cross_channel,
-    )  # fmt: skip
+    ))  # fmt: skip
     path = tmp_path / "colour-design.ckpt"
     torch.save(
         {"state_dict": Denoiser(design).state_dict(), "hyper_parameters": asdict(design)}, path
@@ -178,8 +184,8 @@ def test_the_views_said_are_the_views_predicts_restorer_takes(
 
 
 @pytest.mark.slow
-def test_whole_photos_time_predict_from_launch_to_exit() -> None:
-    (row,) = whole_photo_rows([0.01], ["grey"])
+def test_whole_photos_time_predict_from_launch_to_exit(targets: Targets) -> None:
+    (row,) = whole_photo_rows([0.01], ["grey"], targets)
     assert row.section == "photos" and row.unit == "s"
     assert row.what == (
         "predict, default settings, launch to exit: 100×100 grey photo at 50% noise "
@@ -192,8 +198,10 @@ def test_whole_photos_time_predict_from_launch_to_exit() -> None:
 @pytest.mark.parametrize(
     ("megapixels", "seconds"), [(0.01, 10), (1, 10), (1.01, 60), (12, 60), (12.5, None)]
 )
-def test_whole_photos_wait_for_the_issues_targets(megapixels: float, seconds: float) -> None:
-    assert wait_target(megapixels) == seconds
+def test_whole_photos_wait_for_the_issues_targets(
+    targets: Targets, megapixels: float, seconds: float
+) -> None:
+    assert targets.photo_wait(megapixels) == seconds
 
 
 def test_a_target_says_whether_it_was_met() -> None:
@@ -209,8 +217,8 @@ def test_a_child_that_fails_says_why() -> None:
 
 
 @pytest.mark.slow
-def test_startup_rows_time_each_commands_help_and_predict_on_one_tile() -> None:
-    rows = startup_rows()
+def test_startup_rows_time_each_commands_help_and_predict_on_one_tile(targets: Targets) -> None:
+    rows = startup_rows(targets)
     helps = {row.what: row for row in rows if row.what.endswith("--help")}
     assert set(helps) == {f"python -m denoise.{name} --help" for name in COMMANDS}
     for row in helps.values():
