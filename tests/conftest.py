@@ -26,7 +26,7 @@ from denoise.runtime.errors import user_errors
 
 REPO = Path(__file__).resolve().parents[1]
 FER2013 = REPO.parent / "shared" / "data" / "fer2013.csv.xz"
-TINY_MODEL = ["model.base_channels=4", "model.depth=3", "model.dropout=0.0"]
+TINY_MODEL = ["model.net.base_channels=4", "model.net.depth=3", "model.net.dropout=0.0"]
 
 
 def train_command(csv_path: Path, tmp_path: Path, *settings: str) -> list[str]:

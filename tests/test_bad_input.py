@@ -6,6 +6,7 @@ command through a real subprocess. (Image files and folders: tests/test_predict.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -90,35 +91,24 @@ SETTINGS = [
         "error: trainer.limit_train_batches=1.5: must be a whole number of batches >= 1 "
         "or a fraction in (0, 1]",
     ),
-    ("model.dropout=1.0", "error: model.dropout=1.0: must be a number in [0, 1)"),
-    ("model.base_channels=0", "error: model.base_channels=0: must be a whole number of at least 1"),
-    ("model.depth=1", "error: model.depth=1: must be a whole number of at least 2"),
+    ("model.net.dropout=1.0", "error: model.net.dropout=1.0: must be a number in [0, 1)"),
     (
-        "model.architecture=resnet",
-        "error: model.architecture=resnet: must be one of unet, corruption_aware",
+        "model.net.base_channels=0",
+        "error: model.net.base_channels=0: must be a whole number of at least 1 (or null)",
+    ),
+    ("model.net.depth=1", "error: model.net: depth must be at least 2, got 1"),
+    (
+        "model.net._target_=os.system",  # a network's class, never any other callable
+        "error: model.net._target_=os.system: not an nn.Module class",
     ),
     ("model.loss=l3", "error: model.loss=l3: must be one of mse, psnr, psnr_l1"),
     (
-        "model.attention_levels=6",
-        "error: model.attention_levels=6: more than the 3 levels of the U-Net (model.depth)",
-    ),
-    (
-        "+model.refine_channels=8",
-        "error: model.refine_channels: only the corruption_aware architecture has a refinement "
-        "stage",
-    ),
-    (
-        "model.architecture=corruption_aware,model.attention_gates=true",
-        "error: model.attention_gates=true: the gates are a setting of the unet architecture "
-        "(the Attention U-Net)",
+        "model.net.attention_levels=6",
+        "error: model.net: attention_levels must lie in [0, depth=3], got 6",
     ),
     ("optimizer.lr=0", "error: optimizer.lr=0: must be a number above 0"),
     ("data.noise.clean_share=2", "error: data.noise.clean_share=2: must be a number in [0, 1]"),
     ("data.noise.density_power=0", "error: data.noise.density_power=0: must be a number above 0"),
-    (
-        "+model.global_context=true",
-        "error: model.global_context=true: only the corruption_aware architecture has it",
-    ),
     ("init_from=absent.ckpt", "error: absent.ckpt: no such checkpoint"),
 ]
 
@@ -137,12 +127,45 @@ def test_a_stage_two_recipe_without_its_stage_one_weights_says_so(
 def test_train_refuses_a_setting_before_any_work(
     compose_train, tiny_csv: Path, tmp_path: Path, capsys, override: str, message: str
 ) -> None:
-    overrides = override.split(",model.")  # a pair of settings that conflict
-    overrides[1:] = [f"model.{rest}" for rest in overrides[1:]]
+    overrides = re.split(r",(?=\+?model[./=])", override)  # a pair of settings that conflict
     cfg = compose_train(f"data.csv_path={tiny_csv}", *TINY_MODEL, *QUICK, *overrides)
     assert user_error(train, cfg, capsys) == [message]
     assert not (tmp_path / "run").exists()  # not even a summary: nothing had started
     assert not (tmp_path / "cache").exists()  # the data was not even read
+
+
+@pytest.mark.parametrize(
+    ("overrides", "lines"),
+    [
+        (
+            ["+model.net.global_context=true"],
+            ["error: model.net.global_context: not a setting of denoise.models.unet.DenoisingUNet"],
+        ),
+        (
+            ["+model.net.refine_channels=8"],
+            [
+                "error: model.net.refine_channels: not a setting of "
+                "denoise.models.unet.DenoisingUNet",
+                "did you mean model.net.in_channels?",
+            ],
+        ),
+        (
+            ["model=corruption_aware", "+model.net.attention_gates=true"],
+            [
+                "error: model.net.attention_gates: not a setting of "
+                "denoise.models.corruption_aware.CorruptionAwareUNet",
+                "did you mean model.net.attention_levels?",
+            ],
+        ),
+    ],
+)
+def test_train_refuses_a_setting_its_network_does_not_take(
+    compose_train, tiny_csv: Path, capsys, overrides: list[str], lines: list[str]
+) -> None:
+    """The network's constructor declares its settings: one of another network is refused
+    before any work, with the nearest name it does take."""
+    cfg = compose_train(f"data.csv_path={tiny_csv}", *TINY_MODEL, *QUICK, *overrides)
+    assert user_error(train, cfg, capsys) == lines
 
 
 def _write(path: Path, text: str | bytes) -> Path:
@@ -254,11 +277,11 @@ def test_resume_refuses_weights_only_and_another_architecture(
     last = tiny_checkpoint.parent / "last.ckpt"
     cfg = compose_train(
         f"data.csv_path={tiny_csv}", *TINY_MODEL, *QUICK, "model=corruption_aware",
-        "model.base_channels=4", "model.depth=3", f"ckpt_path={last}",
+        "model.net.base_channels=4", "model.net.depth=3", f"ckpt_path={last}",
     )  # fmt: skip
     assert user_error(train, cfg, capsys) == [
-        f"error: {last}: trained with model.architecture=unet; this run has "
-        "model.architecture=corruption_aware",
+        f"error: {last}: trained with model.net._target_=denoise.models.unet.DenoisingUNet; "
+        "this run has model.net._target_=denoise.models.corruption_aware.CorruptionAwareUNet",
         "resume with the checkpoint's settings (e.g. model=corruption_aware)",
     ]
 

@@ -137,7 +137,7 @@ def run_dir(tmp_path: Path, tiny_state: dict[str, object]) -> Path:
     (run / "summary.json").write_text(json.dumps(summary))
     (run / ".hydra").mkdir()
     (run / ".hydra" / "config.yaml").write_text("model:\n  base_channels: 4\n")
-    (run / ".hydra" / "overrides.yaml").write_text("- model.base_channels=4\n")
+    (run / ".hydra" / "overrides.yaml").write_text("- model.net.base_channels=4\n")
     (run / ".hydra" / "hydra.yaml").write_text("hydra: {}\n")
     return run
 
@@ -471,7 +471,7 @@ TAGS = [
     (f'!!python/object/apply:os.system ["touch {MARKER}"]',
      "could not determine a constructor for the tag "
      "'tag:yaml.org,2002:python/object/apply:os.system'"),
-    ("- !banana model.depth=3", "could not determine a constructor for the tag '!banana'"),
+    ("- !banana model.net.depth=3", "could not determine a constructor for the tag '!banana'"),
     ("model: {depth: 3}", "not a list of key=value overrides"),
 ]  # fmt: skip
 
@@ -639,7 +639,7 @@ def test_report_of_a_sweep_whose_records_are_fifos_ends_and_says_so(
     result = run_command(python_module("denoise.report", str(sweep)), tmp_path, "HYDRA_FULL_ERROR")
 
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| 0-job | model.base_channels=4 | unreadable summary |" in result.stdout
+    assert "| 0-job | model.net.base_channels=4 | unreadable summary |" in result.stdout
     assert "| 1-job |  | completed |" in result.stdout
     assert (
         f"Unreadable summary: {fifo_summary / 'summary.json'}: is a FIFO (named pipe), not a file"

@@ -107,7 +107,7 @@ def test_a_colour_model_started_from_the_grey_natural_model_restores_grey_as_it_
     cfg = compose_train("experiment=blind_natural_colour", f"data.train_dir={tmp_path}")
     assert cfg.init_from == "natural" and cfg.data.channels == 3
     colour: DenoisingModule = instantiate(cfg.model)
-    assert colour.hparams.in_channels == colour.hparams.out_channels == 3
+    assert colour.hparams.net["in_channels"] == colour.hparams.net["out_channels"] == 3
     warm_start(colour, cfg.init_from)
     colour.eval()
     grey_model = load_denoiser(None, "cpu", weights="natural")

@@ -17,7 +17,7 @@ from denoise.models.corruption_aware import (
 from denoise.models.losses import NegativePSNRLoss, NegativePSNRWithL1Loss, make_loss
 from denoise.models.metrics import image_metrics
 from denoise.models.module import DenoisingModule
-from denoise.models.networks import build_network
+from denoise.models.networks import Design, build_network
 
 KERNELS = [gaussian_kernel(sigma) for sigma in (1.0, 2.0, 4.0, 8.0)]
 
@@ -82,13 +82,18 @@ def test_channels_last_gives_the_same_output_as_contiguous() -> None:
 
 
 def test_module_builds_either_architecture_and_rejects_unknown_ones() -> None:
-    reference = build_network("unet", 1, 1, 4, 2, 0.0, 0.1, True)
-    aware = build_network("corruption_aware", 1, 1, 4, 2, 0.0, 0.1, True)
+    def network(architecture: str, **settings: object) -> torch.nn.Module:
+        flat = {"base_channels": 4, "depth": 2, "dropout": 0.0, **settings}
+        return Design.from_settings({"architecture": architecture, **flat}).network()
+
+    reference, aware = network("unet"), network("corruption_aware")
     assert isinstance(aware, CorruptionAwareUNet) and not isinstance(reference, CorruptionAwareUNet)
     with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
-        build_network("resnet", 1, 1, 4, 2, 0.0, 0.1, True)
+        network("resnet")
     with pytest.raises(ValueError, match="in_channels"):
-        build_network("corruption_aware", 3, 1, 4, 2, 0.0, 0.1, True)
+        network("corruption_aware", in_channels=3, out_channels=1)
+    with pytest.raises(ValueError, match=r"not an nn\.Module class"):
+        build_network({"_target_": "os.system", "command": "true"})
 
 
 def test_corruption_aware_module_learns_on_noisy_batches() -> None:

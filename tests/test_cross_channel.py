@@ -1,4 +1,4 @@
-"""The colour model's design (issue 25): ``model.cross_channel`` restores one channel at a time
+"""The colour model's design (issue 25): ``model.net.cross_channel`` restores one channel at a time
 with the grey model's weights, seeing the other channels' planes too. Warm-started from the
 grey natural model it restores each channel exactly as the grey model does; what it learns
 from the other channels comes in through weights that start at zero."""
@@ -38,8 +38,8 @@ def noisy(channels: int, seed: int = 0, size: int = 64) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def grey_and_colour() -> tuple[torch.nn.Module, DenoisingModule]:
     grey = load_denoiser(None, "cpu", weights="natural")
-    design = {**grey.hparams, "in_channels": 3, "out_channels": 3, "cross_channel": True}
-    colour = DenoisingModule(**design).eval()
+    colour_net = {**grey.hparams.net, "in_channels": 3, "out_channels": 3, "cross_channel": True}
+    colour = DenoisingModule(**{**grey.hparams, "net": colour_net}).eval()
     warm_start(colour, "natural")
     return grey, colour
 
@@ -55,15 +55,17 @@ def test_warm_started_from_the_grey_model_it_restores_each_channel_as_the_grey_m
 
 def test_each_channel_reads_the_other_channels_through_its_own_weights() -> None:
     torch.manual_seed(0)
-    design = Design(
-        in_channels=3,
-        out_channels=3,
-        base_channels=4,
-        depth=2,
-        dropout=0.0,
-        architecture="corruption_aware",
-        global_context=True,
-        cross_channel=True,
+    design = Design.from_settings(
+        dict(
+            in_channels=3,
+            out_channels=3,
+            base_channels=4,
+            depth=2,
+            dropout=0.0,
+            architecture="corruption_aware",
+            global_context=True,
+            cross_channel=True,
+        )
     )
     network = design.network().eval()
     first = network.backbone.encoder[0][0].weight
@@ -82,12 +84,19 @@ def test_each_channel_reads_the_other_channels_through_its_own_weights() -> None
 def test_cross_channel_is_a_setting_of_the_corruption_aware_design_alone(
     compose_train: Callable[..., DictConfig],
 ) -> None:
-    cfg = compose_train("+model.cross_channel=true", "data.channels=3")
+    cfg = compose_train("+model.net.cross_channel=true", "data.channels=3")
     with pytest.raises(SettingError) as raised:
         check_training_settings(cfg)
     assert str(raised.value) == (
-        "model.cross_channel=true: a setting of the corruption_aware architecture without "
-        "a refinement stage (model.refine_channels=0)"
+        "model.net.cross_channel: not a setting of denoise.models.unet.DenoisingUNet"
+    )
+    cfg = compose_train(
+        "model=corruption_aware", "model.net.cross_channel=true", "model.net.refine_channels=4"
+    )
+    with pytest.raises(SettingError) as raised:
+        check_training_settings(cfg)
+    assert str(raised.value) == (
+        "model.net: cross_channel has no refinement stage: set refine_channels=0"
     )
 
 
@@ -96,18 +105,18 @@ def test_the_shipped_colour_model_is_the_grey_model_in_the_cross_channel_design(
     the grey natural model's weights in the cross-channel design, with the colour-difference
     and luminance stages; no training step."""
     grey = load_denoiser(None, "cpu", weights="natural")
-    design = {
-        **grey.hparams,
+    colour_net = {
+        **grey.hparams.net,
         "in_channels": 3,
         "out_channels": 3,
         "cross_channel": True,
         "colour_sigma": 1.0,
         "luminance_sigma": 1.0,
     }
-    built = DenoisingModule(**design)
+    built = DenoisingModule(**{**grey.hparams, "net": colour_net})
     warm_start(built, "natural")
     shipped = torch.load(SHIPPED_MODELS["natural"].colour, map_location="cpu", weights_only=True)
-    assert {key: shipped["hyper_parameters"][key] for key in design} == design
+    assert Design.from_settings(shipped["hyper_parameters"]).net == colour_net
     assert shipped["state_dict"].keys() == built.state_dict().keys()
     for name, tensor in built.state_dict().items():
         torch.testing.assert_close(shipped["state_dict"][name], tensor, rtol=0, atol=0)

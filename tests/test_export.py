@@ -18,6 +18,7 @@ from denoise.inference.checkpoints import SHIPPED_WEIGHTS, load_denoiser
 from denoise.inference.export_model import export
 from denoise.models.filters import median_filter
 from denoise.models.metrics import image_metrics
+from denoise.models.networks import network_name
 from denoise.runtime.errors import UserError
 from denoise.training.summary import read_summary
 
@@ -34,7 +35,7 @@ def test_export_writes_a_small_loadable_file_and_its_card(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     run_dir = tiny_checkpoint.parents[1]
-    _as_cli_run(run_dir, ["model.base_channels=4", "trainer.max_epochs=1"])
+    _as_cli_run(run_dir, ["model.net.base_channels=4", "trainer.max_epochs=1"])
     output = tmp_path / "weights" / "tiny.ckpt"
 
     export(command_config("export", run_dir=run_dir, output=output))
@@ -47,7 +48,7 @@ def test_export_writes_a_small_loadable_file_and_its_card(
     torch.testing.assert_close(slim.denoise(noisy), original.denoise(noisy), rtol=0, atol=0)
     card = output.with_suffix(".md").read_text()
     summary = read_summary(run_dir)
-    assert "python -m denoise.train model.base_channels=4 trainer.max_epochs=1" in card
+    assert "python -m denoise.train model.net.base_channels=4 trainer.max_epochs=1" in card
     assert f"{summary['wall_time_s'] / 60:.1f} min on {summary['machine']}" in card
     assert "base_channels: 4" in card and "| test/psnr |" in card
     stored = torch.load(output, weights_only=False)["denoise_card"]
@@ -83,7 +84,7 @@ def test_shipped_weights_are_small_and_loaded_without_a_checkpoint() -> None:
     assert SHIPPED_WEIGHTS.stat().st_size <= 10e6
     assert SHIPPED_WEIGHTS.with_suffix(".md").is_file()
     model = load_denoiser(None, "cpu")
-    assert model.hparams.architecture == "corruption_aware"
+    assert network_name(model.hparams.net) == "corruption_aware"
     assert not model.training
 
 
@@ -125,7 +126,7 @@ def test_a_model_trained_in_stages_keeps_every_stage_in_its_card(
     from denoise.training.run import train
 
     first_run = tiny_checkpoint.parents[1]
-    _as_cli_run(first_run, ["model.base_channels=4", "trainer.max_epochs=1"])
+    _as_cli_run(first_run, ["model.net.base_channels=4", "trainer.max_epochs=1"])
     stage_one = tmp_path / "weights" / "stage1.ckpt"
     export(command_config("export", run_dir=first_run, output=stage_one))
     GlobalHydra.instance().clear()
@@ -150,6 +151,6 @@ def test_a_model_trained_in_stages_keeps_every_stage_in_its_card(
     card = stage_two.with_suffix(".md").read_text()
     assert f"python -m denoise.train init_from={stage_one}" in card
     assert "Started from the weights of an earlier run" in card
-    assert "python -m denoise.train model.base_channels=4 trainer.max_epochs=1" in card
+    assert "python -m denoise.train model.net.base_channels=4 trainer.max_epochs=1" in card
     stored = torch.load(stage_two, weights_only=True)["denoise_card"]
     assert stored["started_from"]["command"].endswith("trainer.max_epochs=1")

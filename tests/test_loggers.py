@@ -83,7 +83,7 @@ def test_csv_logger_writes_epoch_metrics_final_hp_row_and_config_sections(
     hparams = yaml.safe_load((run_dir / "hparams.yaml").read_text())
     assert {"seed", "data", "model", "trainer"} <= hparams.keys()
     assert hparams["data"]["noise"]["amount"] == cfg.data.noise.amount
-    assert hparams["model"]["base_channels"] == 4 and hparams["trainer"]["max_epochs"] == 2
+    assert hparams["model"]["net"]["base_channels"] == 4 and hparams["trainer"]["max_epochs"] == 2
 
 
 @pytest.mark.slow
@@ -111,7 +111,7 @@ def test_every_logger_gets_the_same_params_and_hp_metrics(compose_train, tiny_cs
     hp = {name: value for name, value in run.data.metrics.items() if name.startswith("hp/")}
     assert hp == pytest.approx(expected)
     assert run.data.params["data/noise/amount"] == str(cfg.data.noise.amount)
-    assert run.data.params["seed"] == "42" and run.data.params["model/depth"] == "3"
+    assert run.data.params["seed"] == "42" and run.data.params["model/net/depth"] == "3"
     assert run.data.tags["output_dir"] == str(run_dir)
     # the run folder holds the whole store; MLflow's global URI is back as it was
     assert not (Path.cwd() / "mlruns").exists() and "MLFLOW_TRACKING_URI" not in os.environ

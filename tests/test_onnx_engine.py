@@ -28,15 +28,17 @@ pytest.importorskip("onnx")
 DESIGNS = {
     # every part that pads or sees the whole image: the backbone (multiple 4), the
     # refiner (its own U-Net), the global context planes
-    "corruption_aware": Design(
-        architecture="corruption_aware",
-        base_channels=4,
-        depth=3,
-        dropout=0.0,
-        global_context=True,
-        refine_channels=4,
+    "corruption_aware": Design.from_settings(
+        dict(
+            architecture="corruption_aware",
+            base_channels=4,
+            depth=3,
+            dropout=0.0,
+            global_context=True,
+            refine_channels=4,
+        )
     ),
-    "unet": Design(base_channels=4, depth=3, dropout=0.0),
+    "unet": Design.from_settings(dict(base_channels=4, depth=3, dropout=0.0)),
 }
 SIZES = [(1, 16, 16), (2, 17, 30), (3, 5, 3), (1, 40, 9)]  # multiples of 4, and not
 

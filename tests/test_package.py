@@ -100,7 +100,7 @@ def test_the_wheel_runs_predict_and_train_from_any_folder(tmp_path: Path) -> Non
     train = _run(
         python,
         *("-m", "denoise.train", "debug=fast", "logger=none"),
-        *("model.base_channels=4", "model.depth=3", "trainer.enable_model_summary=false"),
+        *("model.net.base_channels=4", "model.net.depth=3", "trainer.enable_model_summary=false"),
         cwd=work,
         DENOISE_CACHE_DIR=str(tmp_path / "cache"),
     )

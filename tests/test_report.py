@@ -187,12 +187,12 @@ def test_plot_draws_psnr_against_amount_with_the_noisy_input_once(sweep: Path) -
 def test_plot_draws_one_line_per_combination_of_the_other_overrides(tmp_path: Path) -> None:
     for number, (amount, dropout) in enumerate([(0.3, 0.0), (0.1, 0.0), (0.1, 0.2), (0.3, 0.2)]):
         summary = completed(20 + number, 15.0 + amount, [20.0])
-        make_job(tmp_path, f"{number}-job", amount, summary, (f"model.dropout={dropout}",))
+        make_job(tmp_path, f"{number}-job", amount, summary, (f"model.net.dropout={dropout}",))
 
     (((_, series),), _) = psnr_panels(collect_jobs(tmp_path))
 
-    assert series["model.dropout=0.0"] == ([0.1, 0.3], [21.0, 20.0])  # sorted by amount
-    assert series["model.dropout=0.2"] == ([0.1, 0.3], [22.0, 23.0])
+    assert series["model.net.dropout=0.0"] == ([0.1, 0.3], [21.0, 20.0])  # sorted by amount
+    assert series["model.net.dropout=0.2"] == ([0.1, 0.3], [22.0, 23.0])
     assert series["noisy input"] == ([0.1, 0.3], [15.1, 15.3])
 
 

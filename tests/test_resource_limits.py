@@ -53,21 +53,21 @@ def nothing_written(tmp_path: Path) -> None:
 
 
 def test_a_depth_beyond_the_images_is_refused(compose_train, tiny_csv: Path, tmp_path, capsys):
-    cfg = compose_train(f"data.csv_path={tiny_csv}", *QUICK, "model.depth=100")
+    cfg = compose_train(f"data.csv_path={tiny_csv}", *QUICK, "model.net.depth=100")
     assert user_error(train, cfg, capsys) == [
-        "error: model.depth=100: too deep for 48x48 images (data.height, data.width): the "
-        "deepest level would be 48/2^99 pixels wide, under one; at most model.depth=6"
+        "error: model.net.depth=100: too deep for 48x48 images (data.height, data.width): the "
+        "deepest level would be 48/2^99 pixels wide, under one; at most model.net.depth=6"
     ]
     nothing_written(tmp_path)
 
 
 def test_a_depth_beyond_the_crops_is_refused(compose_train, tmp_path, capsys):
     cfg = compose_train(
-        "data=folder", f"data.train_dir={tmp_path}", "data.crop_size=16", "model.depth=6"
+        "data=folder", f"data.train_dir={tmp_path}", "data.crop_size=16", "model.net.depth=6"
     )
     assert user_error(train, cfg, capsys) == [
-        "error: model.depth=6: too deep for 16x16 images (data.crop_size): the deepest level "
-        "would be 16/2^5 pixels wide, under one; at most model.depth=5"
+        "error: model.net.depth=6: too deep for 16x16 images (data.crop_size): the deepest level "
+        "would be 16/2^5 pixels wide, under one; at most model.net.depth=5"
     ]
 
 
@@ -75,13 +75,13 @@ def test_a_network_too_wide_for_the_memory_is_refused(
     compose_train, tiny_csv: Path, tmp_path, capsys, one_gigabyte
 ):
     cfg = compose_train(
-        f"data.csv_path={tiny_csv}", *QUICK, "model.base_channels=100000", "model.depth=3"
+        f"data.csv_path={tiny_csv}", *QUICK, "model.net.base_channels=100000", "model.net.depth=3"
     )
     assert user_error(train, cfg, capsys) == [
-        "error: model.base_channels=100000, model.depth=3: the network would need about "
+        "error: model.net.base_channels=100000, model.net.depth=3: the network would need about "
         "8.07e+04 GB (its weights, their gradients and Adam's state: 8.06e+04 GB; the "
         "activations of one 48x48 image: 25.8 GB), over the 1 GB this machine has free",
-        "use a smaller model.base_channels or model.depth",
+        "use a smaller model.net.base_channels or model.net.depth",
     ]
     nothing_written(tmp_path)
 
@@ -314,14 +314,15 @@ FREE = r"over the [0-9.e+]+ GB this process may still map \(ulimit -v\)"
     ("settings", "line"),
     [
         (
-            ["model.depth=100"],
-            r"error: model\.depth=100: too deep for 48x48 images \(data\.height, data\.width\): "
-            r"the deepest level would be 48/2\^99 pixels wide, under one; at most model\.depth=6",
+            ["model.net.depth=100"],
+            r"error: model\.net\.depth=100: too deep for 48x48 images "
+            r"\(data\.height, data\.width\): the deepest level would be 48/2\^99 pixels wide, "
+            r"under one; at most model\.net\.depth=6",
         ),
         (
-            ["model.base_channels=100000"],
-            r"error: model\.base_channels=100000, model\.depth=3: the network would need about "
-            r"8\.07e\+04 GB \(.*\), " + FREE,
+            ["model.net.base_channels=100000"],
+            r"error: model\.net\.base_channels=100000, model\.net\.depth=3: the network would "
+            r"need about 8\.07e\+04 GB \(.*\), " + FREE,
         ),
     ],
     ids=["depth", "base_channels"],

@@ -25,14 +25,16 @@ def save_model(path: Path, channels: int, seed: int) -> Path:
     """A tiny untrained corruption-aware model of ``channels`` channels, saved as a checkpoint;
     its keep gate is pushed to "replace" so that its output differs from its input."""
     torch.manual_seed(seed)
-    design = Design(
-        in_channels=channels,
-        out_channels=channels,
-        base_channels=4,
-        depth=2,
-        dropout=0.0,
-        architecture="corruption_aware",
-        global_context=True,
+    design = Design.from_settings(
+        dict(
+            in_channels=channels,
+            out_channels=channels,
+            base_channels=4,
+            depth=2,
+            dropout=0.0,
+            architecture="corruption_aware",
+            global_context=True,
+        )
     )
     return save_checkpoint(Denoiser(design), path)
 
@@ -62,14 +64,17 @@ def test_colour_pictures_go_to_the_colour_model_and_grey_ones_to_the_grey_model(
     colour = noisy_picture(40, 36, 3)
     restored = restorer.restore(colour)
     model = restorer.model(grey=False)
-    assert model.hparams.in_channels == 3
+    assert model.hparams.net["in_channels"] == 3
     planes, _ = image_to_tensor(colour)
     expected = denoise_image(model, planes, **restorer.model_tiling(model))
     np.testing.assert_array_equal(restored, np.rint(expected.numpy().transpose(1, 2, 0) * 255))
 
     grey = noisy_picture(40, 36, 1)[..., 0]
     restored_grey = restorer.restore(grey)
-    assert restored_grey.shape == grey.shape and restorer.model(grey=True).hparams.in_channels == 1
+    assert (
+        restored_grey.shape == grey.shape
+        and restorer.model(grey=True).hparams.net["in_channels"] == 1
+    )
     assert set(restorer._models) == {grey_path, colour_path}  # each loaded once, then kept
 
 

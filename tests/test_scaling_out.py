@@ -255,8 +255,8 @@ def test_search_preset_composes_the_optuna_sweeper_with_its_study_in_the_sweep_f
     assert sweeper.n_trials == 20 and sweeper.direction == "maximize"  # no study yet: all 20
     assert set(sweeper.params) == {
         "optimizer.lr",
-        "model.base_channels",
-        "model.dropout",
+        "model.net.base_channels",
+        "model.net.dropout",
         "model.loss",
     }
     assert cfg.optimized_metric == "val/psnr"
@@ -288,7 +288,7 @@ def test_a_three_trial_search_runs_stores_its_study_and_resumes(
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     base = _tiny_sweep(
         tiny_csv, tmp_path, "hparams_search=denoiser_optuna",
-        "model.base_channels=choice(4,8)",
+        "model.net.base_channels=choice(4,8)",
         "hydra.sweeper.sampler.n_startup_trials=2",
     )  # fmt: skip
     _run([*base, "search.trials=2"], tmp_path)  # as if stopped after 2 of 3 trials

@@ -39,10 +39,13 @@ from denoise.inference.shipped import (
 )
 from denoise.inference.tiling import REFERENCE_TILING
 from denoise.models.module import DenoisingModule
+from denoise.models.networks import NETWORKS, Design
 from denoise.runtime.errors import SettingError
 from denoise.training.warm_start import check_init_from, init_path
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+AWARE = {"_target_": NETWORKS["corruption_aware"]}  # a run's model.net
+UNET = {"_target_": NETWORKS["unet"]}
 FIX = "pass ckpt_path=outputs/runs/…/checkpoints/best.ckpt"
 
 
@@ -92,7 +95,7 @@ def test_the_face_model_ships_in_the_package_and_stays_the_default_of_the_librar
     assert faces.weights.is_file() and faces.card.is_file()
     assert "blind-fer2013.ckpt" in faces.card.read_text()
     hyper_parameters = read_checkpoint(faces.weights)["hyper_parameters"]
-    assert hyper_parameters["architecture"] == "corruption_aware"
+    assert hyper_parameters["architecture"] == "corruption_aware"  # the flat form, read as is
     # export, bench and the tests call the loaders without a name: that is the face model
     assert resolve_checkpoint(None) == resolve_checkpoint(None, "faces") == faces.weights
     assert init_path("shipped") == init_path("faces") == faces.weights
@@ -228,7 +231,7 @@ def test_a_shipped_model_missing_from_the_install_is_one_line_naming_file_and_fi
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
     with pytest.raises(CheckpointError, match="the shipped natural weights are missing") as caught:
-        check_init_from("natural", "corruption_aware")
+        check_init_from("natural", AWARE)
     assert caught.value.fix == (
         "pass init_from=outputs/runs/…/checkpoints/best.ckpt, or init_from=faces"
     )
@@ -281,10 +284,10 @@ def test_init_from_takes_a_shipped_model_by_name(
 ) -> None:
     point(monkeypatch, "natural", untrained_unet)
     assert init_path("natural") == untrained_unet
-    check_init_from("natural", "unet")
+    check_init_from("natural", UNET)
     with pytest.raises(CheckpointError, match="holds a unet model"):
-        check_init_from("natural", "corruption_aware")
-    check_init_from("shipped", "corruption_aware")  # still the face model
+        check_init_from("natural", AWARE)
+    check_init_from("shipped", AWARE)  # still the face model
     assert shipped_model("faces").weights == init_path("shipped")
 
 
@@ -295,11 +298,12 @@ def test_the_last_stage_of_the_recipe_builds_the_shipped_natural_model(tmp_path:
     cfg = command_config("train", *overrides, "init_from=natural")
     saved = torch.load(shipped_model("natural").weights, weights_only=True)["hyper_parameters"]
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    for key, value in saved.items():
-        if key in ("optimizer", "scheduler"):
-            assert {k: model[key][k] for k in value} == value, key
-        else:
-            assert model[key] == value, key
+    for key in ("optimizer", "scheduler"):
+        assert {k: model[key][k] for k in saved[key]} == saved[key], key
+    configured = Design.from_settings({k: v for k, v in model.items() if not k.startswith("_")})
+    shipped = Design.from_settings(saved)  # the flat settings it was saved with
+    assert configured.net == shipped.net
+    assert (configured.loss, configured.channels_last) == (shipped.loss, shipped.channels_last)
     assert cfg.data.crop_size == 176 and cfg.trainer.max_epochs == 18
 
 

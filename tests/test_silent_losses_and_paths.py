@@ -115,7 +115,7 @@ def test_predict_counts_and_names_links_to_nothing_and_multi_page_files(
 SMALL = {"architecture": "corruption_aware", "base_channels": 4, "depth": 3, "dropout": 0.0}
 FIX = (
     "warm-start from a checkpoint of the same design and depth, at most as wide "
-    "(model.global_context, data.channels, model.depth, model.base_channels; "
+    "(model.net.global_context, data.channels, model.net.depth, model.net.base_channels; "
     "the experiment it was trained with sets them)"
 )
 

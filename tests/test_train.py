@@ -100,7 +100,7 @@ def test_best_checkpoint_reloads_alone_and_reproduces_the_test_psnr(
         metrics.update(model.denoise(pair["noisy"]), pair["clean"])
 
     assert metrics.compute()["psnr"].item() == pytest.approx(summary["test"]["test/psnr"], abs=1e-3)
-    assert model.hparams.base_channels == 4 and model.hparams.optimizer["lr"] == 1e-3
+    assert model.hparams.net["base_channels"] == 4 and model.hparams.optimizer["lr"] == 1e-3
 
 
 @pytest.mark.slow
@@ -131,7 +131,11 @@ def test_fast_dev_run_preset_trains_without_logs_or_checkpoints(
 def test_reference_preset_composes_the_notebook_setup(compose_train) -> None:
     cfg = compose_train("experiment=reference")
     assert (cfg.data.image_size, cfg.data.channels, cfg.data.batch_size) == (128, 3, 16)
-    assert (cfg.model.in_channels, cfg.model.out_channels, cfg.model.base_channels) == (3, 3, 32)
+    assert (cfg.model.net.in_channels, cfg.model.net.out_channels, cfg.model.net.base_channels) == (
+        3,
+        3,
+        32,
+    )
     assert cfg.data.noise.amount == 0.02 and cfg.trainer.max_epochs == 5
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-3
 

@@ -11,9 +11,12 @@ from conftest import TINY_MODEL, save_checkpoint, smooth_images
 from denoise.data.noise import add_salt_and_pepper
 from denoise.inference.checkpoints import CheckpointError, read_checkpoint
 from denoise.models.module import DenoisingModule
+from denoise.models.networks import NETWORKS
 from denoise.training.run import train
 from denoise.training.warm_start import check_init_from, warm_start
 
+AWARE = {"_target_": NETWORKS["corruption_aware"]}  # a run's model.net
+UNET = {"_target_": NETWORKS["unet"]}
 SMALL = {"architecture": "corruption_aware", "base_channels": 4, "depth": 3, "dropout": 0.0}
 
 
@@ -117,8 +120,8 @@ def test_weights_of_another_size_or_design_are_refused_in_one_line(tmp_path: Pat
         warm_start(DenoisingModule(**{**SMALL, "depth": 4}), str(path))
     unet = save_checkpoint(DenoisingModule(base_channels=4, depth=3), tmp_path / "unet.ckpt")
     with pytest.raises(CheckpointError, match="holds a unet model"):
-        check_init_from(str(unet), "corruption_aware")
-    check_init_from("shipped", "corruption_aware")  # the packaged blind model
+        check_init_from(str(unet), AWARE)
+    check_init_from("shipped", AWARE)  # the packaged blind model
 
 
 @pytest.mark.slow

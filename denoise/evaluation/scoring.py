@@ -44,6 +44,7 @@ from denoise.inference.tiling import default_tiling, denoise_tiles, image_output
 from denoise.models.denoiser import Denoiser as TrainedModel
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
+from denoise.models.networks import network_name
 from denoise.runtime.errors import SettingError
 from denoise.runtime.settings import fractions, number_in, one_of, whole_number
 
@@ -197,11 +198,12 @@ def noise_seed(seed: int, density: float) -> int:
 def model_label(model: TrainedModel, channels: int | None = None) -> str:
     """The model's name in tables and plots: which architecture it is, and how it meets
     images of ``channels`` where that is not its own count (:func:`channel_rule`)."""
-    architecture = model.hparams.get("architecture", "unet")
+    architecture = network_name(model.hparams.net)
     label = {"unet": "U-Net", "corruption_aware": "corruption-aware U-Net"}.get(
         architecture, architecture
     )
-    rule = channel_rule(model.hparams.in_channels, channels or model.hparams.in_channels)
+    own = model.hparams.net["in_channels"]
+    rule = channel_rule(own, channels or own)
     return label if rule in ("grey", "colour") else f"{label} ({rule})"
 
 
@@ -237,7 +239,9 @@ class ModelDenoiser:
         grey image, where most of its three channels did."""
         channels = noisy.shape[1]
         restored, decisions = [], []
-        for part in model_inputs(noisy, self.model.hparams.in_channels).split(self.batch_size):
+        for part in model_inputs(noisy, self.model.hparams.net["in_channels"]).split(
+            self.batch_size
+        ):
             if self.tiling is not None:
                 restored.append(denoise_tiles(self.model, part, **self.tiling).to(noisy.device))
                 continue
@@ -487,7 +491,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         "model": model_label(model, channels),
         "peers": {name: str(path) for name, path in peer_paths.items()},
         "channel_rules": {
-            name: channel_rule(scored.hparams.in_channels, channels)
+            name: channel_rule(scored.hparams.net["in_channels"], channels)
             for name, scored in {**peers, model_label(model, channels): model}.items()
         },
     }

@@ -19,7 +19,7 @@ import torch
 from denoise.files.reading import regular_file
 from denoise.inference.shipped import FACES, SHIPPED_MODELS, shipped_model
 from denoise.models.denoiser import Denoiser
-from denoise.models.networks import Design
+from denoise.models.networks import Design, network_name
 from denoise.models.self_ensemble import check_view_count
 from denoise.runtime.errors import SettingError, UserError
 from denoise.runtime.machine import bf16_is_fast
@@ -170,7 +170,7 @@ def model_from_hyper_parameters(
     no Lightning. Hyperparameters of another project are a CheckpointError naming the
     checkpoint."""
     try:
-        return Denoiser(Design(**hyper_parameters))
+        return Denoiser(Design.from_settings(hyper_parameters))
     except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(
             f"{path}: not a denoise checkpoint (its hyperparameters build no denoise model: "
@@ -181,12 +181,11 @@ def model_from_hyper_parameters(
 def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Denoiser:
     """The model a checkpoint describes, with its weights; a checkpoint of another project or
     of a mismatched model is a CheckpointError, not a state-dict traceback."""
-    hyper_parameters = dict(checkpoint["hyper_parameters"])
-    model = model_from_hyper_parameters(hyper_parameters, path)
+    model = model_from_hyper_parameters(checkpoint["hyper_parameters"], path)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (RuntimeError, KeyError, TypeError) as error:
-        architecture = hyper_parameters.get("architecture", "unet")
+        architecture = network_name(model.hparams.net)
         raise CheckpointError(
             f"{path}: its weights do not fit the {architecture} model its hyperparameters "
             f"describe ({_first_line(error)})"

@@ -95,7 +95,7 @@ def odd_example(model: Denoiser, batch: int, height: int, width: int) -> torch.T
     U-Net inside the model pads it (their size multiples are powers of two)."""
     assert height % 2 and width % 2, "the example must need padding"
     generator = torch.Generator().manual_seed(0)
-    shape = (batch, model.hparams.in_channels, height, width)
+    shape = (batch, model.hparams.net["in_channels"], height, width)
     ramp = torch.linspace(0.1, 0.9, width).expand(shape)
     clean = (ramp + 0.05 * torch.rand(shape, generator=generator)).clamp(0.0, 1.0)
     noisy = add_salt_and_pepper(clean, EXAMPLE_NOISE, generator=generator)

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from denoise.models.denoiser import Denoiser
 from denoise.models.footprint import FLOAT_BYTES, inference_bytes
+from denoise.models.networks import network_name
 from denoise.runtime.errors import SettingError, UserError
 from denoise.runtime.memory import check_fits, gigabytes
 
@@ -58,17 +59,18 @@ def network_passes(model: Denoiser, channels: int) -> int:
     """How many images the network restores for one of ``channels`` channels: each channel
     for a grey model and a cross-channel one (and one more for a colour picture with the
     luminance stage), the whole image at once otherwise."""
-    one_at_a_time = model.hparams.in_channels == 1 or model.hparams.get("cross_channel", False)
+    net = model.hparams.net
+    one_at_a_time = net["in_channels"] == 1 or net.get("cross_channel", False)
     if not one_at_a_time:
         return 1
-    luminance = channels > 1 and bool(model.hparams.get("luminance_sigma", 0.0))
+    luminance = channels > 1 and bool(net.get("luminance_sigma", 0.0))
     return channels + int(luminance)
 
 
 def default_tiling(model: Denoiser) -> dict[str, int]:
     """``tile_size``, ``overlap`` and ``batch_size`` (tiles at once) that suit the model's
     architecture (see the module's notes)."""
-    if model.hparams.get("architecture") == "corruption_aware":
+    if network_name(model.hparams.net) == "corruption_aware":
         return dict(CORRUPTION_AWARE_TILING)
     return dict(REFERENCE_TILING)
 
@@ -136,10 +138,10 @@ def check_tiling_memory(
     tile_w = max(span.stop - span.start for span in columns)
     images = network_passes(model, channels)
     batch = min(batch_size, images * len(rows) * len(columns))
-    hparams = model.hparams
-    activations = inference_bytes(hparams.base_channels, hparams.depth, tile_h, tile_w, batch)
+    net = model.hparams.net
+    activations = inference_bytes(net["base_channels"], net["depth"], tile_h, tile_w, batch)
     activations = activations * model.dtype.itemsize // FLOAT_BYTES
-    planes = IMAGE_COPIES * FLOAT_BYTES * max(channels, hparams.in_channels) * height * width
+    planes = IMAGE_COPIES * FLOAT_BYTES * max(channels, net["in_channels"]) * height * width
     subject = f"{path}: tile_size={tile_size}, batch_size={batch_size}"
     tiles = f"{batch} tile{'s' if batch != 1 else ''} of {tile_h}x{tile_w} px"
     check_fits(
@@ -179,7 +181,7 @@ def denoise_image(
         raise ValueError(f"expected a (C, H, W) image, got shape {tuple(image.shape)}")
     if min(tile_size, batch_size) < 1 or overlap < 0:
         raise SettingError("tile_size and batch_size must be positive and overlap not negative")
-    inputs = model_inputs(image[None], model.hparams.in_channels)
+    inputs = model_inputs(image[None], model.hparams.net["in_channels"])
     with torch.inference_mode():
         restored = denoise_tiles(model, inputs, tile_size, overlap, batch_size)
     return image_output(restored, image.shape[0])[0].to(image.device)
@@ -233,7 +235,9 @@ def denoise_tiles(
                 by_shape[shape].append((index, row, column))
 
     # NaN until written: a pixel that no tile covered could not pass for a result
-    output = inputs.new_full((count, model.hparams.out_channels, height, width), float("nan"))
+    output = inputs.new_full(
+        (count, model.hparams.net["out_channels"], height, width), float("nan")
+    )
     total = sum(len(tiles) for tiles in by_shape.values())
     # a large photo takes minutes on a CPU (more with self_ensemble): show how far it is
     shown = {"disable": total < PROGRESS_TILES, "delay": PROGRESS_DELAY_S}

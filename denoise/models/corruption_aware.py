@@ -188,7 +188,7 @@ class CorruptionAwareUNet(nn.Module):
 
     def __init__(
         self,
-        channels: int = 1,
+        in_channels: int = 1,
         base_channels: int = 16,
         depth: int = 5,
         dropout: float = 0.0,
@@ -201,12 +201,20 @@ class CorruptionAwareUNet(nn.Module):
         cross_channel: bool = False,
         colour_sigma: float = 0.0,
         luminance_sigma: float = 0.0,
+        out_channels: int | None = None,
     ) -> None:
         super().__init__()
+        if out_channels is not None and out_channels != in_channels:
+            raise ValueError(
+                "the corruption-aware model restores the channels it is given: "
+                f"in_channels ({in_channels}) must equal out_channels ({out_channels})"
+            )
+        channels = in_channels
         if cross_channel and refine_channels:
             raise ValueError("cross_channel has no refinement stage: set refine_channels=0")
-        if luminance_sigma and not cross_channel:
-            raise ValueError("luminance_sigma is a stage of the cross_channel design")
+        for stage, sigma in (("colour_sigma", colour_sigma), ("luminance_sigma", luminance_sigma)):
+            if sigma and not cross_channel:
+                raise ValueError(f"{stage} is a stage of the cross_channel design")
         self.global_context = global_context
         self.cross_channel = cross_channel
         self.channels = channels

@@ -65,7 +65,7 @@ class Restoring:
 
 
 class Hyperparameters(dict):
-    """The design's settings by key or as attributes (``hparams.in_channels``), as a
+    """The design's settings by key or as attributes (``hparams.net``), as a
     LightningModule's ``hparams`` gives them, so that code serves either model."""
 
     def __getattr__(self, name: str) -> Any:

@@ -6,7 +6,7 @@ every level below the first, after padding the input to a multiple of ``2**(dept
 the weights grow as ``(base_channels * 2**depth)**2`` and the activations as ``base_channels``
 times the pixels: an estimate from the settings costs nothing, where building the network (on
 the ``meta`` device) would overflow on the very settings it has to refuse
-(``model.depth=100``: 2**99 channels). Python integers keep every size exact, however large.
+(``model.net.depth=100``: 2**99 channels). Python integers keep every size exact, however large.
 
 The estimates are lower bounds, close to the truth for the plain U-Net (parameters within 1%;
 activations calibrated on a CPU training step, see ``ACTIVATION_COPIES``): they refuse what

@@ -31,13 +31,20 @@ def _plain(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 class DenoisingModule(Restoring, L.LightningModule):
-    """Trains the network :class:`Design` describes; its hyperparameters are the design's
-    fields (unknown ones a TypeError), each saved with its default filled in, so that
+    """Trains the network :class:`Design` describes: ``net`` (a ``_target_`` config of any
+    ``nn.Module``), ``loss``, ``optimizer``, ``scheduler``, ``channels_last``; the flat
+    settings of older checkpoints are read too (:meth:`Design.from_settings`). They are saved
+    as plain values with the defaults filled in, so that
     ``DenoisingModule.load_from_checkpoint(path)`` needs nothing else."""
 
     def __init__(self, **hyper_parameters: Any) -> None:
         super().__init__()
-        design = Design(**hyper_parameters)
+        design = Design.from_settings(
+            {
+                key: _plain(value) if isinstance(value, DictConfig) else value
+                for key, value in hyper_parameters.items()
+            }
+        )
         design = replace(
             design,
             optimizer=_plain(design.optimizer) or dict(DEFAULT_OPTIMIZER),
@@ -46,7 +53,8 @@ class DenoisingModule(Restoring, L.LightningModule):
         self.save_hyperparameters(asdict(design))  # plain dicts, in the design's order
         self.build(design)
         self.loss = make_loss(design.loss)
-        self.example_input_array = torch.zeros(1, design.in_channels, 48, 48)  # model summary
+        channels = design.net.get("in_channels", 1)
+        self.example_input_array = torch.zeros(1, channels, 48, 48)  # model summary
         self.metrics = nn.ModuleDict(
             {stage: image_metrics(f"{stage}/") for stage in ("val", "test")}
         )

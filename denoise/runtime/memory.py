@@ -1,7 +1,7 @@
 """How much memory a command may still take, and one check that refuses what would not fit.
 
-A setting such as ``model.depth=100`` or ``model.base_channels=100000``, or a file far larger
-than the machine, would otherwise run into the kernel's OOM killer or a ``MemoryError``
+A setting such as ``model.net.depth=100`` or ``model.net.base_channels=100000``, or a file far
+larger than the machine, would otherwise run into the kernel's OOM killer or a ``MemoryError``
 traceback. Commands estimate what they are about to allocate and call
 :func:`check_fits` first, which says in one line what the setting would need and what there is.
 

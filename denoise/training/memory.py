@@ -17,19 +17,22 @@ GPU_ACCELERATORS = ("gpu", "cuda")
 
 
 def check_network_size(cfg: DictConfig, train_images: int | None = None) -> None:
-    """``model.depth`` against the images it sees, then the memory of a training step: the
-    weights with their gradients and Adam's state, and the activations of one image (in the
-    preflight, ``train_images`` None) or of one whole batch (once the data says how many
-    training images there are: a batch is at most all of them)."""
+    """``model.net.depth`` against the images it sees, then the memory of a training step:
+    the weights with their gradients and Adam's state, and the activations of one image (in
+    the preflight, ``train_images`` None) or of one whole batch (once the data says how many
+    training images there are: a batch is at most all of them). A network without a U-Net's
+    ``depth`` and ``base_channels`` (one of your own) is not estimated."""
+    depth, base = setting(cfg, "model.net.depth"), setting(cfg, "model.net.base_channels")
+    if not isinstance(depth, int) or not isinstance(base, int):
+        return
     height, width, keys = model_input(cfg)
     names = ", ".join(key.split("=")[0] for key in keys)
-    depth, base = setting(cfg, "model.depth"), setting(cfg, "model.base_channels")
     side = min(height, width)
     if depth > max_depth(side):
         raise SettingError(
-            f"model.depth={depth}: too deep for {height}x{width} images ({names}): the deepest "
+            f"model.net.depth={depth}: too deep for {height}x{width} images ({names}): the deepest "
             f"level would be {side}/2^{depth - 1} pixels wide, under one; at most "
-            f"model.depth={max_depth(side)}"
+            f"model.net.depth={max_depth(side)}"
         )
     device = _training_device(cfg)
     if device is None:
@@ -46,8 +49,8 @@ def check_network_size(cfg: DictConfig, train_images: int | None = None) -> None
             "use a smaller data.batch_size",
         )
     elif weights >= activations:
-        subject = f"model.base_channels={base}, model.depth={depth}"
-        fix = "use a smaller model.base_channels or model.depth"
+        subject = f"model.net.base_channels={base}, model.net.depth={depth}"
+        fix = "use a smaller model.net.base_channels or model.net.depth"
     else:
         subject, fix = ", ".join(keys), f"use smaller images ({names})"
     check_fits(

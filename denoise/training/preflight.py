@@ -22,7 +22,7 @@ from denoise.files.outputs import is_sweep_job
 from denoise.inference.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
 from denoise.models.losses import LOSSES
 from denoise.models.module import DenoisingModule
-from denoise.models.networks import ARCHITECTURES
+from denoise.models.networks import Design, build_network, network_class
 from denoise.runtime.distributed import (
     SPAWNING_STRATEGY_PREFIXES,
     externally_launched,
@@ -40,31 +40,6 @@ from denoise.runtime.settings import (
 from denoise.training.memory import check_network_size
 from denoise.training.tracking import check_loggers
 
-# The hyperparameters that shape the network: a checkpoint resumes only into the same ones.
-NETWORK_KEYS = (
-    "architecture",
-    "in_channels",
-    "out_channels",
-    "base_channels",
-    "depth",
-    "global_context",
-    "attention_levels",
-    "refine_channels",
-    "attention_gates",
-    "cross_channel",
-    "colour_sigma",
-    "luminance_sigma",
-)
-# What checkpoints from before a key existed were trained with.
-NETWORK_DEFAULTS = {
-    "global_context": False,
-    "attention_levels": 0,
-    "refine_channels": 0,
-    "attention_gates": False,
-    "cross_channel": False,
-    "colour_sigma": 0.0,
-    "luminance_sigma": 0.0,
-}
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit; Lightning refuses larger ones mid-start
 # What torch must find for each accelerator Lightning knows by name.
 ACCELERATOR_HARDWARE = {
@@ -80,48 +55,8 @@ def check_training_settings(cfg: DictConfig) -> None:
     check_data_settings(cfg)
     check_seed(cfg)
     whole_number(cfg, "jobs_per_gpu", minimum=1, optional=True)
-    one_of(cfg, "model.architecture", ARCHITECTURES)
     one_of(cfg, "model.loss", tuple(LOSSES))
-    whole_number(cfg, "model.base_channels")
-    whole_number(cfg, "model.depth", minimum=2)
-    number_in(cfg, "model.dropout", 0.0, 1.0, high_open=True)
-    if (
-        setting(cfg, "model.global_context")
-        and setting(cfg, "model.architecture") != "corruption_aware"
-    ):
-        raise SettingError(
-            "model.global_context=true: only the corruption_aware architecture has it"
-        )
-    levels = whole_number(cfg, "model.attention_levels", minimum=0, optional=True)
-    if levels is not None and levels > setting(cfg, "model.depth"):
-        raise SettingError(
-            f"model.attention_levels={levels}: more than the {setting(cfg, 'model.depth')} "
-            "levels of the U-Net (model.depth)"
-        )
-    refine = whole_number(cfg, "model.refine_channels", minimum=0, optional=True)
-    if refine and setting(cfg, "model.architecture") != "corruption_aware":
-        raise SettingError(
-            "model.refine_channels: only the corruption_aware architecture has a refinement stage"
-        )
-    if setting(cfg, "model.cross_channel") and (
-        setting(cfg, "model.architecture") != "corruption_aware" or refine
-    ):
-        raise SettingError(
-            "model.cross_channel=true: a setting of the corruption_aware architecture without "
-            "a refinement stage (model.refine_channels=0)"
-        )
-    for stage in ("colour_sigma", "luminance_sigma"):
-        sigma = number_in(cfg, f"model.{stage}", 0.0, 16.0, optional=True)
-        if sigma and not setting(cfg, "model.cross_channel"):
-            raise SettingError(
-                f"model.{stage}={sigma}: a stage of the cross-channel colour model "
-                "(model.cross_channel=true)"
-            )
-    if setting(cfg, "model.attention_gates") and setting(cfg, "model.architecture") != "unet":
-        raise SettingError(
-            "model.attention_gates=true: the gates are a setting of the unet architecture "
-            "(the Attention U-Net)"
-        )
+    check_network(cfg)
     if setting(cfg, "optimizer.lr") is not None:
         positive_number(cfg, "optimizer.lr")
     check_trainer(cfg)
@@ -139,7 +74,8 @@ def check_training_settings(cfg: DictConfig) -> None:
         one_of(cfg, "optimized_metric", figures)
     check_loggers(cfg)  # e.g. logger=mlflow without mlflow installed
     check_distributed(cfg)
-    check_network_size(cfg)  # model.depth for the images; the memory of a training step
+    check_network_size(cfg)  # model.net.depth for the images; the memory of a training step
+    check_network_builds(cfg)
 
 
 def check_seed(cfg: DictConfig) -> None:
@@ -157,17 +93,57 @@ def check_trainer(cfg: DictConfig) -> None:
     if not target:
         return
     parameters = inspect.signature(get_class(target).__init__).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    for key in setting(cfg, "trainer") or {}:
-        if not key.startswith("_") and key not in parameters and not takes_any:
-            near = difflib.get_close_matches(key, list(parameters), n=1)
-            raise SettingError(
-                f"trainer.{key}: not a setting of Lightning's Trainer",
-                fix=f"did you mean trainer.{near[0]}?" if near else None,
-            )
+    check_arguments(cfg, "trainer", parameters, "Lightning's Trainer")
     if "precision" in parameters:
         check_precision(cfg, _literal_values(parameters["precision"].annotation))
     check_accelerator(cfg)
+
+
+def check_arguments(
+    cfg: DictConfig, section: str, parameters: Mapping[str, inspect.Parameter], owner: str
+) -> None:
+    """Every key of ``section`` is an argument of the class its ``_target_`` names (whose
+    ``parameters`` these are), unless it takes any (``**kwargs``): a typo is one line with
+    the nearest name, not a TypeError once the run has started."""
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for key in setting(cfg, section) or {}:
+        if not key.startswith("_") and key not in parameters and not takes_any:
+            near = difflib.get_close_matches(key, list(parameters), n=1)
+            raise SettingError(
+                f"{section}.{key}: not a setting of {owner}",
+                fix=f"did you mean {section}.{near[0]}?" if near else None,
+            )
+
+
+def check_network(cfg: DictConfig) -> None:
+    """``model.net``: a ``_target_`` naming an ``nn.Module`` class, and settings it takes. The
+    class's constructor is the one declaration of its settings and their rules (see
+    :func:`check_network_builds`)."""
+    net = setting(cfg, "model.net")
+    if not isinstance(net, Mapping):
+        raise SettingError(
+            "model.net: must be a network's config (model/net=unet, attention_unet, "
+            "corruption_aware, or one of your own with a _target_)"
+        )
+    try:
+        network = network_class(net.get("_target_", ""))
+    except ValueError as error:
+        raise SettingError(f"model.net.{error}") from None
+    parameters = inspect.signature(network.__init__).parameters
+    check_arguments(cfg, "model.net", parameters, net["_target_"])
+    whole_number(cfg, "model.net.base_channels", optional=True)
+    number_in(cfg, "model.net.dropout", 0.0, 1.0, high_open=True, optional=True)
+
+
+def check_network_builds(cfg: DictConfig) -> None:
+    """What ``model.net``'s class refuses (its constructor's own checks), as one line: the
+    network is built on the meta device (shapes only, no memory), once its size is known to
+    fit (:func:`check_network_size`)."""
+    try:
+        with torch.device("meta"):
+            build_network(setting(cfg, "model.net"))
+    except (ValueError, TypeError) as error:
+        raise SettingError(f"model.net: {error}") from None
 
 
 def check_precision(cfg: DictConfig, accepted: list[Any]) -> None:
@@ -284,16 +260,14 @@ def check_resume(cfg: DictConfig) -> None:
             f"{path}: holds weights only (an exported model?), not a training state to resume",
             fix="resume from a run's checkpoints/last.ckpt",
         )
-    saved = checkpoint["hyper_parameters"]
-    differ = [
-        key
-        for key in NETWORK_KEYS
-        if saved.get(key, NETWORK_DEFAULTS.get(key))
-        != _or_default(setting(cfg, f"model.{key}"), key)
-    ]
+    saved = Design.from_settings(checkpoint["hyper_parameters"]).net
+    wanted = Design.from_settings({"net": setting(cfg, "model.net")}).net
+    differ = [key for key in {**saved, **wanted} if saved.get(key) != wanted.get(key)]
+    if "_target_" in differ:  # another class: its settings are another class's
+        differ = ["_target_"]
     if differ:
-        was = ", ".join(f"model.{key}={saved.get(key)}" for key in differ)
-        now = ", ".join(f"model.{key}={setting(cfg, f'model.{key}')}" for key in differ)
+        was = ", ".join(f"model.net.{key}={saved.get(key)}" for key in differ)
+        now = ", ".join(f"model.net.{key}={wanted.get(key)}" for key in differ)
         raise CheckpointError(
             f"{path}: trained with {was}; this run has {now}",
             fix="resume with the checkpoint's settings (e.g. model=corruption_aware)",
@@ -359,7 +333,3 @@ def check_best_kept(path: Path, checkpoint: Mapping[str, Any]) -> None:
                 fix=f"put it back, or train on from these weights with a fresh schedule: "
                 f"init_from={path}",
             )
-
-
-def _or_default(value: object, key: str) -> object:
-    return NETWORK_DEFAULTS.get(key) if value is None else value

@@ -3,7 +3,7 @@
 Unlike ``ckpt_path`` (resume: the same network, optimizer and epoch counter), a warm start
 takes only the weights and trains a fresh schedule on them, so a finished model can be
 fine-tuned with a new recipe, or grown: a network with extra input planes gets them with
-zero weights; a wider one (``model.base_channels`` above the checkpoint's) keeps the old
+zero weights; a wider one (``model.net.base_channels`` above the checkpoint's) keeps the old
 channels and adds new ones that no old channel reads from yet; new attention blocks or a
 refinement stage keep their zero-output start. So the grown network starts out computing
 exactly what the old one did, and training decides what the new parts add.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from denoise.inference.checkpoints import (
     read_checkpoint,
 )
 from denoise.inference.shipped import FACES
-from denoise.models.networks import IDENTITY_AT_START
+from denoise.models.networks import IDENTITY_AT_START, Design, network_name
 from denoise.models.unet import UpConvModule
 from denoise.runtime.errors import SettingError
 
@@ -49,8 +50,9 @@ def init_path(init_from: str) -> Path:
     return named_checkpoint(FACES if init_from == SHIPPED else init_from, "init_from")
 
 
-def check_init_from(init_from: str | None, architecture: str) -> None:
-    """Refuse, before training starts, a file that is no checkpoint or of another design."""
+def check_init_from(init_from: str | None, net: Mapping[str, Any]) -> None:
+    """Refuse, before training starts, a file that is no checkpoint or of another network
+    class than ``net`` (the run's ``model.net``)."""
     if not init_from:
         return
     if init_from == REQUIRED:
@@ -59,11 +61,12 @@ def check_init_from(init_from: str | None, architecture: str) -> None:
             fix="pass init_from=outputs/runs/…/checkpoints/last.ckpt (or an exported .ckpt)",
         )
     path = init_path(init_from)
-    saved = read_checkpoint(path)["hyper_parameters"].get("architecture", "unet")
-    if saved != architecture:
+    saved = network_name(saved_design(read_checkpoint(path)["hyper_parameters"], path).net)
+    wanted = network_name(net)
+    if saved != wanted:
         raise CheckpointError(
-            f"{path}: holds a {saved} model; this run trains model.architecture={architecture}",
-            fix=f"warm-start from a {architecture} checkpoint, or set model={saved}",
+            f"{path}: holds a {saved} model; this run trains a {wanted} (model/net)",
+            fix=f"warm-start from a {wanted} checkpoint, or set model/net={saved}",
         )
 
 
@@ -73,20 +76,17 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
     in :data:`IDENTITY_AT_START` it lacks start at zero output."""
     path = init_path(init_from)
     checkpoint = read_checkpoint(path)
-    source, hyper_parameters = checkpoint["state_dict"], checkpoint["hyper_parameters"]
+    source = checkpoint["state_dict"]
+    saved = saved_design(checkpoint["hyper_parameters"], path)
     target = model.state_dict()
-    hparams = getattr(model, "hparams", {})
-    channels = int(hparams.get("in_channels", 1))
+    net = getattr(model, "hparams", {}).get("net", {})
+    channels = int(net.get("in_channels", 1))
     # a cross-channel model restores one channel at a time: the grey weights fit as they are,
     # the other channels' planes growing in with zero weights
-    if (
-        hyper_parameters.get("in_channels", 1) == 1
-        and channels > 1
-        and not hparams.get("cross_channel")
-    ):
-        source, hyper_parameters = spread_over_channels(source, hyper_parameters, channels, path)
+    if saved.net.get("in_channels", 1) == 1 and channels > 1 and not net.get("cross_channel"):
+        source, saved = spread_over_channels(source, saved, channels, path)
         log.info("Warm start: the grey model's planes spread over %d channels", channels)
-    design = design_shapes(hyper_parameters, path)
+    design = design_shapes(saved, path)
     layouts = channel_layouts(model)
     grown = sorted(name for name in set(target) - set(source) if is_identity_at_start(name))
     missing = sorted(set(target) - set(source) - set(grown))
@@ -106,7 +106,7 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
             raise CheckpointError(
                 f"{path}: its attention ({name}) cannot be widened without changing what the "
                 "model computes",
-                fix="warm-start a model of the checkpoint's model.base_channels",
+                fix="warm-start a model of the checkpoint's model.net.base_channels",
             )
         elif can_grow(saved.shape, weights.shape) and saved.shape == design.get(name):
             grow_into(weights, saved, *layouts.get(name.rsplit(".", 1)[0], (0, False)))
@@ -116,7 +116,8 @@ def warm_start(model: nn.Module, init_from: str) -> Path:
                 f"{path}: its {name} is {tuple(saved.shape)}; this model's is "
                 f"{tuple(weights.shape)}",
                 fix="warm-start from a checkpoint of the same design and depth, at most as "
-                "wide (model.global_context, data.channels, model.depth, model.base_channels; "
+                "wide (model.net.global_context, data.channels, model.net.depth, "
+                "model.net.base_channels; "
                 "the experiment it was trained with sets them)",
             )
     if widened:
@@ -135,16 +136,22 @@ BACKBONE_IN, BACKBONE_OUT = "net.backbone.encoder.0.0.weight", "net.backbone.out
 REFINER_IN, REFINER_OUT = "net.refiner.encoder.0.0.weight", "net.refiner.output"
 
 
+def saved_design(hyper_parameters: Mapping[str, Any], path: Path) -> Design:
+    """The design a checkpoint's hyperparameters describe; another project's is a
+    CheckpointError naming the file."""
+    try:
+        return Design.from_settings(hyper_parameters)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a denoise checkpoint ({error})") from None
+
+
 def spread_over_channels(
-    source: Mapping[str, torch.Tensor],
-    hyper_parameters: Mapping[str, Any],
-    channels: int,
-    path: Path,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    source: Mapping[str, torch.Tensor], saved: Design, channels: int, path: Path
+) -> tuple[dict[str, torch.Tensor], Design]:
     """A grey corruption-aware model's weights and design for ``channels`` channels: each
     first conv reads every kind of plane (noisy, candidates, guess, …) as its mean over the
     channels, and each output plane (correction, keep) goes to every channel."""
-    if hyper_parameters.get("architecture") != "corruption_aware" or BACKBONE_IN not in source:
+    if network_name(saved.net) != "corruption_aware" or BACKBONE_IN not in source:
         raise CheckpointError(
             f"{path}: a grey model warm-starts a colour one only for the corruption_aware design",
             fix="warm-start from a checkpoint of the same data.channels",
@@ -157,19 +164,19 @@ def spread_over_channels(
         for name in (f"{prefix}.weight", f"{prefix}.bias"):
             if name in state:
                 state[name] = state[name].repeat_interleave(channels, dim=0)
-    grown = {**hyper_parameters, "in_channels": channels, "out_channels": channels}
-    return state, grown
+    grown = {**saved.net, "in_channels": channels, "out_channels": channels}
+    return state, replace(saved, net=grown)
 
 
-def design_shapes(hyper_parameters: Mapping[str, Any], path: Path) -> dict[str, torch.Size]:
+def design_shapes(design: Design, path: Path) -> dict[str, torch.Size]:
     """The shape of every weight of the model that a checkpoint's hyperparameters describe
     (built on the meta device: no memory, no initialisation). Only a tensor of that shape is a
     layer of a narrower model of the same design, which growing keeps computing what it did;
     one of any other shape (a crafted or damaged checkpoint) fits no growing rule, even where
     it is smaller than this model's in every dimension."""
     with torch.device("meta"):
-        design = model_from_hyper_parameters(hyper_parameters, path)
-    return {name: tensor.shape for name, tensor in design.state_dict().items()}
+        model = model_from_hyper_parameters(asdict(design), path)
+    return {name: tensor.shape for name, tensor in model.state_dict().items()}
 
 
 def is_identity_at_start(name: str) -> bool:

@@ -1,0 +1,169 @@
+"""A network of your own is one YAML file (``model/net``), and checkpoints written before the
+network was a ``_target_`` config (the shipped ones) load unchanged: the same network, the
+same outputs, through Lightning's loader and through inference's."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, python_module, run_command
+
+from denoise.inference.checkpoints import load_denoiser, read_checkpoint
+from denoise.inference.shipped import SHIPPED_MODELS
+from denoise.models.corruption_aware import CorruptionAwareUNet
+from denoise.models.module import DenoisingModule
+from denoise.models.networks import NETWORKS, Design
+
+MY_NET = '''
+from torch import nn
+
+
+class MyNet(nn.Module):
+    """A residual two-conv network: nothing like the project's U-Nets."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 4) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, out_channels, 3, padding=1),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+'''
+MY_NET_CONFIG = """
+_target_: my_pkg.MyNet
+in_channels: ${data.channels}
+out_channels: ${data.channels}
+width: 6
+"""
+
+
+def _own_network(tmp_path: Path) -> tuple[Path, Path]:
+    """A package ``my_pkg`` with ``MyNet`` and a config folder naming it: what a user writes."""
+    package = tmp_path / "code" / "my_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(textwrap.dedent(MY_NET))
+    conf = tmp_path / "my_conf" / "model" / "net"
+    conf.mkdir(parents=True)
+    (conf / "my_net.yaml").write_text(MY_NET_CONFIG)
+    return tmp_path / "code", tmp_path / "my_conf"
+
+
+def test_a_network_of_your_own_trains_from_one_yaml_file(
+    tiny_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, conf = _own_network(tmp_path)
+    run_dir = tmp_path / "run"
+    command = python_module(
+        "denoise.train",
+        f"hydra.searchpath=[file://{conf}]",
+        "model/net=my_net",
+        "debug=quick",
+        f"data.csv_path={tiny_csv}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+        "data.batch_size=8",
+        "trainer.enable_progress_bar=false",
+    )
+    result = run_command(command, tmp_path, PYTHONPATH=f"{REPO}:{code}")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saved = read_checkpoint(last)["hyper_parameters"]
+    assert saved["net"] == {
+        "_target_": "my_pkg.MyNet",
+        "in_channels": 1,  # from data.channels
+        "out_channels": 1,
+        "width": 6,
+    }
+    monkeypatch.syspath_prepend(str(code))
+    trained = DenoisingModule.load_from_checkpoint(last, map_location="cpu", weights_only=True)
+    assert type(trained.net).__name__ == "MyNet" and trained.net.body[0].out_channels == 6
+    plain = load_denoiser(last, device="cpu")
+    noisy = torch.rand(2, 1, 20, 13)
+    assert torch.equal(plain.denoise(noisy), trained.eval().denoise(noisy))
+
+
+def test_a_settings_typo_in_your_network_is_one_line(tiny_csv: Path, tmp_path: Path) -> None:
+    code, conf = _own_network(tmp_path)
+    command = python_module(
+        "denoise.train",
+        f"hydra.searchpath=[file://{conf}]",
+        "model/net=my_net",
+        "+model.net.widht=8",
+        f"data.csv_path={tiny_csv}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    result = run_command(command, tmp_path, PYTHONPATH=f"{REPO}:{code}")
+    assert result.returncode != 0
+    assert "error: model.net.widht: not a setting of my_pkg.MyNet" in result.stderr
+    assert "did you mean model.net.width?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _old_network(flat: dict) -> CorruptionAwareUNet:
+    """The network as ``build_network`` built it from a checkpoint's flat settings before
+    ``model/net``: the class's constructor with the old arguments, in the old order."""
+    return CorruptionAwareUNet(
+        flat["in_channels"],
+        flat["base_channels"],
+        flat["depth"],
+        flat["dropout"],
+        flat["negative_slope"],
+        flat["packed_dropout"],
+        global_context=flat.get("global_context", False),
+        attention_levels=flat.get("attention_levels", 0),
+        refine_channels=flat.get("refine_channels", 0),
+        cross_channel=flat.get("cross_channel", False),
+        colour_sigma=flat.get("colour_sigma", 0.0),
+        luminance_sigma=flat.get("luminance_sigma", 0.0),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+def test_each_shipped_checkpoint_loads_unchanged_with_the_same_outputs(name: str) -> None:
+    path = SHIPPED_MODELS[name].weights
+    checkpoint = read_checkpoint(path)
+    flat = checkpoint["hyper_parameters"]
+    assert "net" not in flat and flat["architecture"] == "corruption_aware"  # the old form
+    old = _old_network(flat)
+    old.load_state_dict(
+        {key.removeprefix("net."): value for key, value in checkpoint["state_dict"].items()}
+    )
+    old = old.to(memory_format=torch.channels_last).eval()
+    channels = flat["in_channels"]
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(2, channels, 37, 29, generator=generator)
+    hit = torch.rand(clean.shape, generator=generator)
+    noisy = torch.where(hit < 0.2, 0.0, torch.where(hit > 0.8, 1.0, clean))
+    noisy = noisy.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = old(noisy).contiguous()
+
+    loaded = load_denoiser(path, device="cpu")
+    assert dict(loaded.hparams)["net"]["_target_"] == NETWORKS["corruption_aware"]
+    with torch.no_grad():
+        assert torch.equal(loaded(noisy), expected)
+    if "pytorch-lightning_version" in checkpoint:  # Lightning's loader needs its version
+        trained = DenoisingModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        assert trained.hparams.net == dict(loaded.hparams)["net"]
+        with torch.no_grad():
+            assert torch.equal(trained.eval()(noisy), expected)
+
+
+def test_old_flat_settings_are_read_in_one_place_into_the_net_config() -> None:
+    flat = {"architecture": "unet", "base_channels": 4, "depth": 3, "global_context": False}
+    design = Design.from_settings({**flat, "loss": "psnr"})
+    assert design.loss == "psnr"
+    assert design.net["_target_"] == NETWORKS["unet"]
+    assert (design.net["base_channels"], design.net["depth"], design.net["dropout"]) == (4, 3, 0.2)
+    assert "global_context" not in design.net  # off, and not a setting of the U-Net
+    with pytest.raises(ValueError, match="global_context is not a setting of the unet"):
+        Design.from_settings({**flat, "global_context": True})
+    assert Design.from_settings(asdict(design)) == design  # saved again, read the same
