@@ -5,18 +5,21 @@ same outputs, through Lightning's loader and through inference's."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import REPO, python_module, run_command
+from omegaconf import DictConfig
 
 from denoise.inference.checkpoints import load_denoiser, read_checkpoint
 from denoise.inference.shipped import SHIPPED_MODELS
 from denoise.models.corruption_aware import CorruptionAwareUNet
 from denoise.models.module import DenoisingModule
 from denoise.models.networks import NETWORKS, Design
+from denoise.training.run import apply_dropout_shortcut
 
 MY_NET = '''
 from torch import nn
@@ -167,3 +170,20 @@ def test_old_flat_settings_are_read_in_one_place_into_the_net_config() -> None:
     with pytest.raises(ValueError, match="global_context is not a setting of the unet"):
         Design.from_settings({**flat, "global_context": True})
     assert Design.from_settings(asdict(design)) == design  # saved again, read the same
+
+
+def test_model_dropout_is_a_shortcut_for_the_networks_own_setting(
+    compose_train: Callable[..., DictConfig],
+) -> None:
+    """``python -m denoise.train model.dropout=0.2`` (the reference notebook's name) keeps
+    working: it sets ``model.net.dropout``, which the checks, a resume and the checkpoint read."""
+    cfg = compose_train("model.dropout=0.35")
+    apply_dropout_shortcut(cfg)
+    assert cfg.model.net.dropout == 0.35 and cfg.model.dropout is None
+    untouched = compose_train()
+    apply_dropout_shortcut(untouched)
+    assert untouched.model.net.dropout == 0.2  # null: the network's own
+    module = DenoisingModule(net={"_target_": NETWORKS["unet"]}, dropout=0.35)
+    assert module.hparams["net"]["dropout"] == 0.35 and "dropout" not in module.hparams
+    with pytest.raises(TypeError, match="takes no dropout"):
+        Design.from_settings({"net": {"_target_": "torch.nn.Identity"}, "dropout": 0.1})

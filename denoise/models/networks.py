@@ -61,11 +61,16 @@ class Design:
         settings = dict(settings)
         own = {key: settings.pop(key) for key in MODULE_SETTINGS if key in settings}
         if "net" in own or not settings:
+            dropout = settings.pop(DROPOUT_SHORTCUT, None)
             if settings:
                 raise TypeError(f"unknown settings beside net: {', '.join(settings)}")
             given = dict(own.pop("net", None) or _default_net())
             target = given.pop("_target_", "")
             defaults = network_settings(target)
+            if dropout is not None:
+                if "dropout" not in defaults:
+                    raise TypeError(f"model.dropout: {target} takes no dropout")
+                given["dropout"] = dropout
             filled = {  # as saved and read back (a checkpoint, JSON): lists, not tuples
                 key: list(value) if isinstance(value, tuple) else value
                 for key, value in defaults.items()
@@ -92,6 +97,8 @@ class Design:
 
 
 MODULE_SETTINGS = ("net", "channels_last", "loss", "optimizer", "scheduler")
+# model.dropout, the reference notebook's name for it, sets model.net.dropout when not null.
+DROPOUT_SHORTCUT = "dropout"
 EMPTY = inspect.Parameter.empty  # a network setting without a default
 
 

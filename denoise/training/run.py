@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from denoise.files.outputs import (
     absolute,
@@ -21,6 +21,7 @@ from denoise.files.outputs import (
     is_sweep_job,
 )
 from denoise.inference.checkpoints import read_checkpoint
+from denoise.models.networks import DROPOUT_SHORTCUT
 from denoise.runtime.distributed import is_rank_zero_process
 from denoise.runtime.errors import UserError, is_user_error
 from denoise.runtime.job_share import claim_share
@@ -43,6 +44,17 @@ log = logging.getLogger(__name__)
 HPARAM_SECTIONS = ("seed", "data", "model", "trainer")
 
 
+def apply_dropout_shortcut(cfg: DictConfig) -> None:
+    """``model.dropout=0.2`` (the reference notebook's name) sets ``model.net.dropout``, so that
+    the checks, a resume's comparison and the checkpoint all see the network's own setting."""
+    dropout = cfg.model.get(DROPOUT_SHORTCUT)
+    if dropout is None:
+        return
+    with open_dict(cfg):
+        cfg.model.net.dropout = dropout
+        cfg.model[DROPOUT_SHORTCUT] = None
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, and return ``cfg.optimized_metric`` for sweepers.
 
@@ -53,6 +65,7 @@ def train(cfg: DictConfig) -> float | None:
     if rank_zero:
         log.info("This run writes into %s", absolute(output_dir))
     summary = RunSummary(output_dir)
+    apply_dropout_shortcut(cfg)
     try:
         check_training_settings(cfg)
         check_resume(cfg)
