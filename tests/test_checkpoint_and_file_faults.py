@@ -556,7 +556,7 @@ def test_a_checkpoint_that_is_no_file_says_what_it_is(
 def test_a_checkpoint_through_a_symbolic_link_is_read(tiny_state, tmp_path: Path) -> None:
     real = save_checkpoint(tmp_path / "real.ckpt", tiny_state)
     (tmp_path / "link.ckpt").symlink_to(real)
-    assert read_checkpoint(tmp_path / "link.ckpt")["hyper_parameters"]["base_channels"] == 4
+    assert read_checkpoint(tmp_path / "link.ckpt")["hyper_parameters"]["net"]["base_channels"] == 4
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file: no permission to lack")

@@ -151,7 +151,7 @@ def test_group_help_lists_the_composed_groups_with_every_option() -> None:
         (
             "train",
             {"callbacks", "data", "debug", "experiment", "logger", "model", "optimizer", "paths"}
-            | {"scheduler", "trainer", "hparams_search"},
+            | {"scheduler", "trainer", "hparams_search", "model/net"},
         ),
     ],
 )
