@@ -129,9 +129,15 @@ def _old_network(flat: dict) -> CorruptionAwareUNet:
     )
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+SHIPPED_FILES = {
+    **{name: model.weights for name, model in SHIPPED_MODELS.items()},
+    **{f"{name}-colour": model.colour for name, model in SHIPPED_MODELS.items() if model.colour},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_FILES))
 def test_each_shipped_checkpoint_loads_unchanged_with_the_same_outputs(name: str) -> None:
-    path = SHIPPED_MODELS[name].weights
+    path = SHIPPED_FILES[name]
     checkpoint = read_checkpoint(path)
     flat = checkpoint["hyper_parameters"]
     assert "net" not in flat and flat["architecture"] == "corruption_aware"  # the old form
@@ -153,11 +159,10 @@ def test_each_shipped_checkpoint_loads_unchanged_with_the_same_outputs(name: str
     assert dict(loaded.hparams)["net"]["_target_"] == NETWORKS["corruption_aware"]
     with torch.no_grad():
         assert torch.equal(loaded(noisy), expected)
-    if "pytorch-lightning_version" in checkpoint:  # Lightning's loader needs its version
-        trained = DenoisingModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-        assert trained.hparams.net == dict(loaded.hparams)["net"]
-        with torch.no_grad():
-            assert torch.equal(trained.eval()(noisy), expected)
+    trained = DenoisingModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    assert trained.hparams.net == dict(loaded.hparams)["net"]
+    with torch.no_grad():
+        assert torch.equal(trained.eval()(noisy), expected)
 
 
 def test_old_flat_settings_are_read_in_one_place_into_the_net_config() -> None:
