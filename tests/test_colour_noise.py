@@ -13,8 +13,13 @@ from conftest import smooth_images, user_error
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from denoise.data.datamodule import fixed_noise_codes
-from denoise.data.noise import PEPPER, SALT, apply_salt_and_pepper, sample_salt_and_pepper
+from denoise.data.noise import (
+    PEPPER,
+    SALT,
+    apply_salt_and_pepper,
+    fixed_noise_codes,
+    sample_salt_and_pepper,
+)
 from denoise.inference.checkpoints import CheckpointError, load_denoiser
 from denoise.models.module import DenoisingModule
 from denoise.runtime.errors import error_lines

@@ -31,15 +31,19 @@ from denoise.data.noise import (
     Amount,
     apply_salt_and_pepper,
     check_amount,
+    fixed_noise_codes,
     flatten_some,
+    process_seed,
     sample_salt_and_pepper,
+    seeded_generator,
+    split_seed,
 )
 from denoise.runtime.memory import check_fits
 
 log = logging.getLogger(__name__)
 
+SPLITS = ("train", "val", "test")
 DEFAULT_SPLITS = {"train": ["Training"], "val": ["PrivateTest"], "test": ["PublicTest"]}
-NOISE_CHUNK = 1024
 Batch = dict[str, torch.Tensor]
 
 
@@ -126,30 +130,6 @@ def to_model_input(images: torch.Tensor, image_size: int | None, channels: int) 
     return images
 
 
-def fixed_noise_codes(
-    count: int,
-    shape: Sequence[int],
-    amount: Amount,
-    salt_vs_pepper: float,
-    seed: int,
-    pixel_share: float = 0.0,
-) -> torch.Tensor:
-    """Noise codes for ``count`` images of ``shape`` (C, H, W), fixed by ``seed``: drawn in
-    chunks of a set size, so they do not depend on batch sizes or on who asks."""
-    generator = torch.Generator().manual_seed(seed)
-    chunks = [
-        sample_salt_and_pepper(
-            (min(NOISE_CHUNK, count - start), *shape),
-            amount,
-            salt_vs_pepper,
-            generator,
-            pixel_share=pixel_share,
-        )
-        for start in range(0, count, NOISE_CHUNK)
-    ]
-    return torch.cat(chunks) if chunks else torch.empty((0, *shape), dtype=torch.uint8)
-
-
 class NoisyImageDataModule(L.LightningDataModule):
     """What every data source shares once its clean uint8 images are in memory: the loaders,
     fixed validation/test noise, fresh training noise on the batch's device.
@@ -197,7 +177,7 @@ class NoisyImageDataModule(L.LightningDataModule):
         """Drawn from the global RNG, so `seed=` makes the training noise repeatable."""
         self._train_seed = int(torch.randint(2**62, (1,)).item())
 
-    def _fixed_codes(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+    def _fixed_codes(self, images: torch.Tensor, split: str) -> torch.Tensor:
         """Noise codes for a validation or test split, the same in every epoch and run."""
         side = self.image_size
         shape = (self.channels, side or images.shape[-2], side or images.shape[-1])
@@ -210,6 +190,7 @@ class NoisyImageDataModule(L.LightningDataModule):
             "use smaller images (data.image_size)",
         )
         noise = self.noise
+        seed = split_seed(noise.seed, split)
         return fixed_noise_codes(
             len(images), shape, noise.amount, noise.salt_vs_pepper, seed, noise.pixel_share
         )
@@ -274,8 +255,8 @@ class NoisyImageDataModule(L.LightningDataModule):
         rank, so that the processes' batches do not all get the same noise."""
         if device not in self._train_generators:
             seed = self._train_seed if self._train_seed is not None else self.noise.seed
-            seed += self._processes()[1]
-            self._train_generators[device] = torch.Generator(device).manual_seed(seed)
+            seed = process_seed(seed, self._processes()[1])
+            self._train_generators[device] = seeded_generator(seed, device)
         return self._train_generators[device]
 
 
@@ -329,12 +310,10 @@ class FERDataModule(NoisyImageDataModule):
         if self.datasets:
             return
         arrays = load_fer_csv(self.source, self.cache_dir, self.splits, self.height, self.width)
-        for offset, split in enumerate(("train", "val", "test")):
+        for split in SPLITS:
             images = torch.from_numpy(np.ascontiguousarray(arrays.select(self.splits[split])))
             images = images.unsqueeze(1)
-            codes = (
-                None if split == "train" else self._fixed_codes(images, self.noise.seed + offset)
-            )
+            codes = None if split == "train" else self._fixed_codes(images, split)
             self.datasets[split] = ImageSplit(images, codes)
         sizes = ", ".join(f"{split} {len(data)}" for split, data in self.datasets.items())
         log.info("Data from %s: %s images", self.source, sizes)

@@ -24,12 +24,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from denoise.data.datamodule import Batch, ImageSplit, NoiseSettings, NoisyImageDataModule
+from denoise.data.datamodule import (
+    SPLITS,
+    Batch,
+    ImageSplit,
+    NoiseSettings,
+    NoisyImageDataModule,
+)
 from denoise.data.image_folder import FolderImages, ImageFolderError, load_image_folder
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 EVAL_CROPS = ("center", "whole")
 
 
@@ -267,7 +272,7 @@ class FolderDataModule(NoisyImageDataModule):
         if self.datasets:
             return
         images = self._load()
-        for offset, split in enumerate(SPLITS):
+        for split in SPLITS:
             if split == "train" and stage in (None, "fit"):
                 sources = [
                     torch.from_numpy(pad_to(image, self.crop_size)) for image in images[split]
@@ -283,9 +288,7 @@ class FolderDataModule(NoisyImageDataModule):
                 )
                 continue
             stacked = self._fixed_crops(split, images[split])
-            codes = (
-                None if split == "train" else self._fixed_codes(stacked, self.noise.seed + offset)
-            )
+            codes = None if split == "train" else self._fixed_codes(stacked, split)
             self.datasets[split] = ImageSplit(stacked, codes)
         sizes = ", ".join(f"{split} {len(images[split])}" for split in SPLITS)
         log.info("Data from %s: %s images", self.source, sizes)

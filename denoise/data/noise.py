@@ -3,6 +3,10 @@
 Noise is drawn as a code per element (0 untouched, 1 pepper, 2 salt) so that the same
 corruption can be stored compactly, re-applied to a differently prepared clean image,
 and used as the true corruption mask.
+
+Every seeded draw starts from :func:`seeded_generator`, its seed given by one of the rules
+here (:func:`split_seed`, :func:`density_seed`, :func:`process_seed`), so that the noise a
+run, an evaluation or ``add_noise`` draws is decided in one place.
 """
 
 from __future__ import annotations
@@ -12,8 +16,32 @@ from collections.abc import Sequence
 import torch
 
 UNTOUCHED, PEPPER, SALT = 0, 1, 2
+FIXED_NOISE_SPLITS = {"val": 1, "test": 2}  # each one's offset from noise.seed; train's is fresh
+NOISE_CHUNK = 1024  # images per draw of fixed noise: the codes never depend on batch sizes
 
 Amount = float | Sequence[float]
+
+
+def seeded_generator(seed: int, device: torch.device | str | None = None) -> torch.Generator:
+    """A generator of its own: seeded noise neither depends on nor disturbs torch's global RNG."""
+    return torch.Generator(device).manual_seed(seed)
+
+
+def split_seed(seed: int, split: str) -> int:
+    """One seed per split (``val``, ``test``), so validation and test images get different
+    noise, each fixed by ``noise.seed`` whatever the other split holds."""
+    return seed + FIXED_NOISE_SPLITS[split]
+
+
+def density_seed(seed: int, density: float) -> int:
+    """One seed per density, so adding or dropping densities leaves the others' noise alone."""
+    return seed + round(density * 1_000_000)
+
+
+def process_seed(seed: int, rank: int) -> int:
+    """One seed per process of a distributed run, so the processes' training batches do not
+    all get the same noise."""
+    return seed + rank
 
 
 def check_amount(amount: Amount) -> tuple[float, float]:
@@ -74,6 +102,30 @@ def sample_salt_and_pepper(
         whole = torch.rand(per_image, generator=generator, device=device) < pixel_share
         codes = torch.where(whole, codes[:, :1].expand_as(codes), codes)
     return codes
+
+
+def fixed_noise_codes(
+    count: int,
+    shape: Sequence[int],
+    amount: Amount,
+    salt_vs_pepper: float,
+    seed: int,
+    pixel_share: float = 0.0,
+) -> torch.Tensor:
+    """Noise codes for ``count`` images of ``shape`` (C, H, W), fixed by ``seed``: drawn in
+    chunks of a set size, so they do not depend on batch sizes or on who asks."""
+    generator = seeded_generator(seed)
+    chunks = [
+        sample_salt_and_pepper(
+            (min(NOISE_CHUNK, count - start), *shape),
+            amount,
+            salt_vs_pepper,
+            generator,
+            pixel_share=pixel_share,
+        )
+        for start in range(0, count, NOISE_CHUNK)
+    ]
+    return torch.cat(chunks) if chunks else torch.empty((0, *shape), dtype=torch.uint8)
 
 
 def apply_salt_and_pepper(clean: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

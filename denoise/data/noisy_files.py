@@ -8,10 +8,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from denoise.data.noise import Amount, add_salt_and_pepper
+from denoise.data.noise import Amount, add_salt_and_pepper, seeded_generator
 from denoise.data.settings import noise_amount
 from denoise.files.images import (
     check_input_output,
@@ -36,8 +35,7 @@ def noisy_array(
 ) -> np.ndarray:
     """A noisy copy of ``array`` in its own size, layout and pixel type."""
     planes, alpha = image_to_tensor(array)
-    generator = torch.Generator().manual_seed(seed)
-    noisy = add_salt_and_pepper(planes[None], amount, salt_vs_pepper, generator)[0]
+    noisy = add_salt_and_pepper(planes[None], amount, salt_vs_pepper, seeded_generator(seed))[0]
     return tensor_to_image(noisy, array.dtype, alpha)
 
 

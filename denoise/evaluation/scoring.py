@@ -17,8 +17,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from denoise.data.datamodule import NoisyImageDataModule, fixed_noise_codes, to_model_input
-from denoise.data.noise import UNTOUCHED, apply_salt_and_pepper
+from denoise.data.datamodule import NoisyImageDataModule, to_model_input
+from denoise.data.noise import (
+    UNTOUCHED,
+    apply_salt_and_pepper,
+    density_seed,
+    fixed_noise_codes,
+)
 from denoise.data.settings import check_data_settings
 from denoise.files.outputs import absolute, folder_listing
 from denoise.files.plots import image_rows, line_panels
@@ -142,7 +147,7 @@ def evaluate_denoisers(
             clean_images.shape[1:],
             density,
             salt_vs_pepper,
-            noise_seed(seed, density),
+            density_seed(seed, density),
             pixel_share,
         )
         trackers = {method: image_metrics() for method in methods}
@@ -188,11 +193,6 @@ def restore_and_decide(
     if decide is None:
         return denoiser(noisy), None
     return decide(noisy)
-
-
-def noise_seed(seed: int, density: float) -> int:
-    """One seed per density, so adding or dropping densities leaves the others' noise alone."""
-    return seed + round(density * 1_000_000)
 
 
 def model_label(model: TrainedModel, channels: int | None = None) -> str:
