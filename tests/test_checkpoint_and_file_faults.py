@@ -490,7 +490,7 @@ def test_export_refuses_a_run_record_with_a_yaml_tag_and_runs_nothing(
 
 
 def test_report_runs_no_yaml_tag_of_a_job(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    from denoise.report import collect_rows
+    from denoise.reporting.sweep_table import collect_rows
 
     monkeypatch.chdir(tmp_path)
     sweep = tmp_path / "sweep"

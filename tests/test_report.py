@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,14 @@ import pandas as pd
 import pytest
 from conftest import python_module, run_command
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import OmegaConf
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
-from denoise.report import (
+from denoise.reporting.callback import SweepReport
+from denoise.reporting.sweep_table import (
     REPORT_CSV,
     REPORT_MD,
     REPORT_PLOT,
-    SweepReport,
     collect_jobs,
     collect_rows,
     psnr_panels,
@@ -243,6 +245,11 @@ def test_cli_help_prints_the_usage_and_what_it_writes(tmp_path: Path, flag: str)
     assert result.stdout.startswith("usage: python -m denoise.report SWEEP_DIR")
     assert REPORT_MD in result.stdout and "no such folder" not in result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_train_run_registers_the_callback(compose_config: Callable[..., DictConfig]) -> None:
+    callbacks = compose_config("train").hydra.callbacks
+    assert isinstance(instantiate(callbacks.sweep_report), SweepReport)
 
 
 def test_callback_writes_the_report_of_the_sweep_dir(sweep: Path, capsys) -> None:

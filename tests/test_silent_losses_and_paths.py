@@ -24,7 +24,7 @@ from denoise.files.outputs import discard_run_record
 from denoise.inference.checkpoints import CheckpointError
 from denoise.inference.restore_files import predict
 from denoise.models.module import DenoisingModule
-from denoise.report import REPORT_CSV, collect_jobs, job_status
+from denoise.reporting.sweep_table import REPORT_CSV, collect_jobs, job_status
 from denoise.runtime.resolvers import MAX_FOLDER_NAME, folder_name
 from denoise.training.warm_start import warm_start
 
