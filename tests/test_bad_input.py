@@ -113,14 +113,16 @@ SETTINGS = [
 ]
 
 
-def test_a_stage_two_recipe_without_its_stage_one_weights_says_so(
+def test_a_later_stage_without_the_weights_of_the_stage_before_says_so(
     compose_train, tiny_csv: Path, tmp_path: Path, capsys
 ) -> None:
-    cfg = compose_train(f"data.csv_path={tiny_csv}", "experiment=blind_refine")
+    cfg = compose_train(f"data.csv_path={tiny_csv}", "experiment=faces", "stage=clean_and_flat")
     assert user_error(train, cfg, capsys) == [
-        "error: init_from: this recipe is a later stage and needs the weights of the stage before",
-        "pass init_from=outputs/runs/…/checkpoints/last.ckpt (or an exported .ckpt)",
+        "error: init_from: stage clean_and_flat of experiment=faces starts from the weights of "
+        "the stage before: pass init_from=outputs/runs/…/checkpoints/last.ckpt (that stage's "
+        "run, or an exported .ckpt)"
     ]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(("override", "message"), SETTINGS, ids=[s[0] for s in SETTINGS])

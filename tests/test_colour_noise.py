@@ -1,6 +1,6 @@
 """Colour noise and the colour model's start: ``pixel_share`` (noise that hits all channels of
 a pixel at once) and a grey corruption-aware model's weights spread over three channels
-(``init_from`` of ``experiment=blind_natural_colour``)."""
+(``init_from`` of ``experiment=natural_colour``)."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_pixel_share_outside_zero_to_one_is_one_line_in_train(
 def test_a_colour_model_started_from_the_grey_natural_model_restores_grey_as_it_does(
     compose_train: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
-    cfg = compose_train("experiment=blind_natural_colour", f"data.train_dir={tmp_path}")
+    cfg = compose_train("experiment=natural_colour", f"data.train_dir={tmp_path}")
     assert cfg.init_from == "natural" and cfg.data.channels == 3
     colour: DenoisingModule = instantiate(cfg.model)
     assert colour.hparams.net["in_channels"] == colour.hparams.net["out_channels"] == 3

@@ -41,6 +41,7 @@ from denoise.inference.tiling import REFERENCE_TILING
 from denoise.models.module import DenoisingModule
 from denoise.models.networks import NETWORKS, Design
 from denoise.runtime.errors import SettingError
+from denoise.training.recipe import apply_stage
 from denoise.training.warm_start import check_init_from, init_path
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -291,11 +292,14 @@ def test_init_from_takes_a_shipped_model_by_name(
     assert shipped_model("faces").weights == init_path("shipped")
 
 
-def test_the_last_stage_of_the_recipe_builds_the_shipped_natural_model(tmp_path: Path) -> None:
-    """The README's recipe ends with experiment=blind_natural_gpu_wide_176: its model settings,
+def test_the_last_stage_of_the_recipe_builds_the_shipped_natural_model(
+    compose_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """The recipe's last stage (experiment=natural stage=crops_176): its model settings,
     learning rate and schedule must be the ones the shipped weights were trained with."""
-    overrides = ["experiment=blind_natural_gpu_wide_176", f"data.train_dir='{tmp_path}'"]
-    cfg = command_config("train", *overrides, "init_from=natural")
+    overrides = ["experiment=natural", "stage=crops_176", f"data.train_dir='{tmp_path}'"]
+    cfg = compose_config("train", *overrides, "init_from=natural")
+    apply_stage(cfg)
     saved = torch.load(shipped_model("natural").weights, weights_only=True)["hyper_parameters"]
     model = OmegaConf.to_container(cfg.model, resolve=True)
     for key in ("optimizer", "scheduler"):
@@ -338,7 +342,7 @@ def test_the_shipped_natural_model_beats_biharmonic_inpainting_on_a_photo_it_nev
 
 def test_the_shipped_natural_model_keeps_a_pure_black_sky_black_under_heavy_noise() -> None:
     """Photos have pure black regions (a night sky), which salt-and-pepper imitates pixel by
-    pixel: the natural model's exposure stage (experiment=blind_natural_exposure) learned to
+    pixel: the natural model's exposure stage (experiment=natural stage=exposure) learned to
     keep them. At 90% its first stage restored such a region as grey (whole-crop PSNR 10.7
     dB, against 22.6 for biharmonic inpainting); the shipped weights keep it black and beat
     biharmonic inpainting on the whole crop at 10%, 50% and 90%."""

@@ -71,16 +71,16 @@ NATURAL_VIEW_MEGAPIXELS = 2.0
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     FACES: ShippedModel(
         FACES,
-        WEIGHTS_DIR / "blind-fer2013.ckpt",  # the blind model of FER2013's 48x48 faces
+        WEIGHTS_DIR / "blind-fer2013.ckpt",  # FER2013's 48x48 faces: experiment=faces
         MappingProxyType(CORRUPTION_AWARE_TILING),
         2,  # as given and mirrored: it learned upright faces
     ),
     NATURAL: ShippedModel(
         NATURAL,
-        WEIGHTS_DIR / "blind-natural.ckpt",  # six stages: experiment=blind_natural … _wide_176
+        WEIGHTS_DIR / "blind-natural.ckpt",  # the six stages of experiment=natural
         MappingProxyType(NATURAL_TILING),
         8,  # every orientation: it learned crops flipped and turned
-        WEIGHTS_DIR / "blind-natural-colour.ckpt",  # the grey weights, cross-channel (README)
+        WEIGHTS_DIR / "blind-natural-colour.ckpt",  # experiment=natural_colour
         NATURAL_VIEW_MEGAPIXELS,
     ),
 }

@@ -35,6 +35,7 @@ from denoise.training.preflight import (
     world_size,
 )
 from denoise.training.quiet import quiet_lightning
+from denoise.training.recipe import apply_stage
 from denoise.training.summary import RunSummary, format_test_table
 from denoise.training.tracking import final_metrics, finish_loggers, hparams, open_loggers
 from denoise.training.warm_start import check_init_from, init_path, warm_start
@@ -65,8 +66,9 @@ def train(cfg: DictConfig) -> float | None:
     if rank_zero:
         log.info("This run writes into %s", absolute(output_dir))
     summary = RunSummary(output_dir)
-    apply_dropout_shortcut(cfg)
     try:
+        apply_stage(cfg)  # the recipe's stage first: every check sees the values that train
+        apply_dropout_shortcut(cfg)
         check_training_settings(cfg)
         check_resume(cfg)
         check_init_from(cfg.get("init_from"), cfg.model.net)

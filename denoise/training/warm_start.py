@@ -35,12 +35,10 @@ from denoise.inference.checkpoints import (
 from denoise.inference.shipped import FACES
 from denoise.models.networks import IDENTITY_AT_START, Design, network_name
 from denoise.models.unet import UpConvModule
-from denoise.runtime.errors import SettingError
 
 log = logging.getLogger(__name__)
 
 SHIPPED = "shipped"  # the face model, as it was named when it was the only shipped one
-REQUIRED = "required"  # what a second-stage recipe sets: the first stage's weights are yours
 
 
 def init_path(init_from: str) -> Path:
@@ -55,11 +53,6 @@ def check_init_from(init_from: str | None, net: Mapping[str, Any]) -> None:
     class than ``net`` (the run's ``model.net``)."""
     if not init_from:
         return
-    if init_from == REQUIRED:
-        raise SettingError(
-            "init_from: this recipe is a later stage and needs the weights of the stage before",
-            fix="pass init_from=outputs/runs/…/checkpoints/last.ckpt (or an exported .ckpt)",
-        )
     path = init_path(init_from)
     saved = network_name(saved_design(read_checkpoint(path)["hyper_parameters"], path).net)
     wanted = network_name(net)
