@@ -2,39 +2,25 @@
 
 Unlike ``ckpt_path`` (resume: the same network, optimizer and epoch counter), a warm start
 takes only the weights and trains a fresh schedule on them, so a finished model can be
-fine-tuned with a new recipe, or grown: a network with extra input planes gets them with
-zero weights; a wider one (``model.net.base_channels`` above the checkpoint's) keeps the old
-channels and adds new ones that no old channel reads from yet; new attention blocks or a
-refinement stage keep their zero-output start. So the grown network starts out computing
-exactly what the old one did, and training decides what the new parts add.
-
-A colour corruption-aware model can start from a grey one: a ``cross_channel`` one restores
-each channel exactly as the grey model does (the other channels' planes come in with zero
-weights); one that restores the channels together (:func:`spread_over_channels`) restores
-every channel as the grey model restores the channels' mean. Training then teaches either
-what one channel says about another.
+fine-tuned with a new recipe, or grown (wider, more input planes, new parts, grey to colour).
+How weights fit a grown network is the networks' own knowledge
+(:mod:`denoise.models.warm_start`); here is what a run adds: which file ``init_from`` names,
+the check before the Trainer starts, and errors that name that file.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from denoise.inference.checkpoints import (
-    CheckpointError,
-    model_from_hyper_parameters,
-    named_checkpoint,
-    read_checkpoint,
-)
+from denoise.inference.checkpoints import CheckpointError, named_checkpoint, read_checkpoint
 from denoise.inference.shipped import FACES
-from denoise.models.networks import IDENTITY_AT_START, Design, network_name
-from denoise.models.unet import UpConvModule
+from denoise.models.networks import Design, network_name
+from denoise.models.warm_start import WeightsMismatch, load_grown
 
 log = logging.getLogger(__name__)
 
@@ -64,69 +50,18 @@ def check_init_from(init_from: str | None, net: Mapping[str, Any]) -> None:
 
 
 def warm_start(model: nn.Module, init_from: str) -> Path:
-    """Copy the checkpoint's weights into ``model``; where ``model`` has more channels, the
-    old ones are copied and the new ones feed no old channel (:func:`grow_into`); the parts
-    in :data:`IDENTITY_AT_START` it lacks start at zero output."""
+    """Copy the weights ``init_from`` names into ``model``, growing them where ``model`` is
+    larger (:func:`~denoise.models.warm_start.load_grown`); weights that do not fit are a
+    CheckpointError naming the file."""
     path = init_path(init_from)
     checkpoint = read_checkpoint(path)
-    source = checkpoint["state_dict"]
     saved = saved_design(checkpoint["hyper_parameters"], path)
-    target = model.state_dict()
-    net = getattr(model, "hparams", {}).get("net", {})
-    channels = int(net.get("in_channels", 1))
-    # a cross-channel model restores one channel at a time: the grey weights fit as they are,
-    # the other channels' planes growing in with zero weights
-    if saved.net.get("in_channels", 1) == 1 and channels > 1 and not net.get("cross_channel"):
-        source, saved = spread_over_channels(source, saved, channels, path)
-        log.info("Warm start: the grey model's planes spread over %d channels", channels)
-    design = design_shapes(saved, path)
-    layouts = channel_layouts(model)
-    grown = sorted(name for name in set(target) - set(source) if is_identity_at_start(name))
-    missing = sorted(set(target) - set(source) - set(grown))
-    if missing:
-        raise CheckpointError(f"{path}: lacks weights this model needs ({', '.join(missing[:3])})")
-    if grown:
-        parts = sorted({grown_part(name) for name in grown})
-        log.info("Warm start: new parts start at zero output: %s", ", ".join(parts))
-    widened: list[str] = []
-    for name, weights in target.items():
-        if name in grown:
-            continue
-        saved = source[name]
-        if saved.shape == weights.shape:
-            weights.copy_(saved)
-        elif widens_attention(name, saved, weights):
-            raise CheckpointError(
-                f"{path}: its attention ({name}) cannot be widened without changing what the "
-                "model computes",
-                fix="warm-start a model of the checkpoint's model.net.base_channels",
-            )
-        elif can_grow(saved.shape, weights.shape) and saved.shape == design.get(name):
-            grow_into(weights, saved, *layouts.get(name.rsplit(".", 1)[0], (0, False)))
-            widened.append(name)
-        else:
-            raise CheckpointError(
-                f"{path}: its {name} is {tuple(saved.shape)}; this model's is "
-                f"{tuple(weights.shape)}",
-                fix="warm-start from a checkpoint of the same design and depth, at most as "
-                "wide (model.net.global_context, data.channels, model.net.depth, "
-                "model.net.base_channels; "
-                "the experiment it was trained with sets them)",
-            )
-    if widened:
-        log.info(
-            "Warm start: %d tensors grow (%s, …): the new channels feed no old one",
-            len(widened),
-            widened[0],
-        )
+    try:
+        load_grown(model, checkpoint["state_dict"], saved)
+    except WeightsMismatch as error:
+        raise CheckpointError(f"{path}: {error}", fix=error.fix) from None
     log.info("Warm start from %s", path)
     return path
-
-
-# The planes the corruption-aware networks read and write, one per image channel each, in the
-# order CorruptionAwareUNet concatenates and splits them.
-BACKBONE_IN, BACKBONE_OUT = "net.backbone.encoder.0.0.weight", "net.backbone.output"
-REFINER_IN, REFINER_OUT = "net.refiner.encoder.0.0.weight", "net.refiner.output"
 
 
 def saved_design(hyper_parameters: Mapping[str, Any], path: Path) -> Design:
@@ -136,103 +71,3 @@ def saved_design(hyper_parameters: Mapping[str, Any], path: Path) -> Design:
         return Design.from_settings(hyper_parameters)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: not a denoise checkpoint ({error})") from None
-
-
-def spread_over_channels(
-    source: Mapping[str, torch.Tensor], saved: Design, channels: int, path: Path
-) -> tuple[dict[str, torch.Tensor], Design]:
-    """A grey corruption-aware model's weights and design for ``channels`` channels: each
-    first conv reads every kind of plane (noisy, candidates, guess, …) as its mean over the
-    channels, and each output plane (correction, keep) goes to every channel."""
-    if network_name(saved.net) != "corruption_aware" or BACKBONE_IN not in source:
-        raise CheckpointError(
-            f"{path}: a grey model warm-starts a colour one only for the corruption_aware design",
-            fix="warm-start from a checkpoint of the same data.channels",
-        )
-    state = dict(source)
-    for name in (BACKBONE_IN, REFINER_IN):
-        if name in state:  # input planes kind by kind: [kind 0 of each channel, kind 1 …]
-            state[name] = state[name].repeat_interleave(channels, dim=1) / channels
-    for prefix in (BACKBONE_OUT, REFINER_OUT):
-        for name in (f"{prefix}.weight", f"{prefix}.bias"):
-            if name in state:
-                state[name] = state[name].repeat_interleave(channels, dim=0)
-    grown = {**saved.net, "in_channels": channels, "out_channels": channels}
-    return state, replace(saved, net=grown)
-
-
-def design_shapes(design: Design, path: Path) -> dict[str, torch.Size]:
-    """The shape of every weight of the model that a checkpoint's hyperparameters describe
-    (built on the meta device: no memory, no initialisation). Only a tensor of that shape is a
-    layer of a narrower model of the same design, which growing keeps computing what it did;
-    one of any other shape (a crafted or damaged checkpoint) fits no growing rule, even where
-    it is smaller than this model's in every dimension."""
-    with torch.device("meta"):
-        model = model_from_hyper_parameters(asdict(design), path)
-    return {name: tensor.shape for name, tensor in model.state_dict().items()}
-
-
-def is_identity_at_start(name: str) -> bool:
-    """Whether a weight belongs to a part that computes nothing until it is trained."""
-    return grown_part(name) != name
-
-
-def grown_part(name: str) -> str:
-    """The part of :data:`IDENTITY_AT_START` a weight belongs to (``net.refiner`` for
-    ``net.refiner.output.weight``), or the name itself where it belongs to none."""
-    components = name.split(".")
-    for index, component in enumerate(components):
-        if component in IDENTITY_AT_START:
-            return ".".join(components[: index + 1])
-    return name
-
-
-def can_grow(saved: torch.Size, wanted: torch.Size) -> bool:
-    """The same number of dimensions, none smaller, and the kernel unchanged."""
-    return (
-        len(saved) == len(wanted)
-        and all(old <= new for old, new in zip(saved, wanted, strict=True))
-        and saved[2:] == wanted[2:]
-    )
-
-
-def widens_attention(name: str, saved: torch.Tensor, wanted: torch.Tensor) -> bool:
-    """Attention's dot products would read the new channels at once: it cannot be widened
-    without changing what the model computes."""
-    return "attention" in name.split(".") and saved.shape != wanted.shape
-
-
-def channel_layouts(model: nn.Module) -> dict[str, tuple[int, bool]]:
-    """For each conv of ``model``: which dimension of its weight holds the output channels
-    (1 for a transposed conv), and whether its input is the decoder's concatenation of the
-    upsampled features and the skip (two halves, each of which widens)."""
-    layouts: dict[str, tuple[int, bool]] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ConvTranspose2d):
-            layouts[name] = (1, False)
-        elif isinstance(module, nn.Conv2d):
-            layouts.setdefault(name, (0, False))
-        if isinstance(module, UpConvModule):
-            layouts[f"{name}.conv.0"] = (0, True)
-    return layouts
-
-
-def grow_into(
-    weights: torch.Tensor, saved: torch.Tensor, out_dim: int = 0, halves: bool = False
-) -> None:
-    """Put ``saved`` into the larger ``weights`` so that the old channels compute what they
-    did: old values in the leading channels (in each half of a concatenated input), and
-    zero weight from every new input channel to every old output channel. New output
-    channels keep ``weights``' fresh initialisation; their readers give them zero weight."""
-    if weights.ndim < 2:  # biases, BatchNorm: one value per output channel
-        weights[: saved.shape[0]].copy_(saved)
-        return
-    in_dim = 1 - out_dim
-    old_out, old_in = saved.shape[out_dim], saved.shape[in_dim]
-    inputs = torch.arange(old_in)
-    if halves:  # [upsampled, skip]: each half keeps its old channels first
-        old_half, new_half = old_in // 2, weights.shape[in_dim] // 2
-        inputs = torch.cat([torch.arange(old_half), new_half + torch.arange(old_half)])
-    rows = weights.narrow(out_dim, 0, old_out)
-    rows.zero_()
-    rows.index_copy_(in_dim, inputs, saved)
