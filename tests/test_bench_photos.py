@@ -34,9 +34,10 @@ from denoise.benchmarks.suite import check_bench_settings
 from denoise.benchmarks.table import Row
 from denoise.benchmarks.targets import Targets, within
 from denoise.files.images import tensor_to_image
+from denoise.inference import restorer as restorer_module
 from denoise.inference.restorer import PictureRestorer, is_grey
 from denoise.inference.shipped import SHIPPED_MODELS
-from denoise.models.denoiser import Denoiser
+from denoise.models.denoiser import Denoiser, Restorer
 from denoise.models.networks import Design
 from denoise.runtime.errors import SettingError
 
@@ -160,7 +161,10 @@ def test_the_colour_photo_is_colour_and_noisy_in_each_channel_on_its_own() -> No
 
 @pytest.mark.parametrize("cross_channel", [False, True])
 def test_the_views_said_are_the_views_predicts_restorer_takes(
-    tiny_natural: tuple[Path, Path], tmp_path: Path, cross_channel: bool
+    tiny_natural: tuple[Path, Path],
+    tmp_path: Path,
+    cross_channel: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A colour model that restores one channel at a time passes over a photo three times:
     the size policy gives it fewer views than one that restores the three at once."""
@@ -179,8 +183,17 @@ def test_the_views_said_are_the_views_predicts_restorer_takes(
     colour, grey = noisy_photo(0.01, kind="colour"), noisy_photo(0.01)  # 8 × 0.01 MP fit
     assert chosen_views(restorer, grey) == 8
     assert chosen_views(restorer, colour) == (4 if cross_channel else 8)
+    taken: list[int] = []
+    real_denoise_image = restorer_module.denoise_image
+
+    def recording(model: Restorer, image: torch.Tensor, **tiling: int) -> torch.Tensor:
+        taken.append(model.views)
+        return real_denoise_image(model, image, **tiling)
+
+    monkeypatch.setattr(restorer_module, "denoise_image", recording)
     restorer.restore(tensor_to_image(colour, np.uint8))
-    assert restorer.model(grey=False).inference_views == chosen_views(restorer, colour)
+    assert taken == [chosen_views(restorer, colour)]
+    assert restorer.model(grey=False).views == 1  # the loaded model, left as it is
 
 
 @pytest.mark.slow

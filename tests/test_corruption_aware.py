@@ -156,7 +156,7 @@ def test_bf16_inference_keeps_clean_pixels_and_stays_close(monkeypatch) -> None:
 
     fp32 = load_denoiser(SHIPPED_WEIGHTS, "cpu", "fp32")
     bf16 = load_denoiser(SHIPPED_WEIGHTS, "cpu", "bf16")
-    assert fp32.inference_autocast is None and bf16.inference_autocast is torch.bfloat16
+    assert fp32.autocast is None and bf16.autocast is torch.bfloat16
     faces = torch.from_numpy(smooth_images(8)).float().div(255).unsqueeze(1)
     noisy = add_salt_and_pepper(faces, 0.3, generator=torch.Generator().manual_seed(0))
     exact, fast = fp32.denoise(noisy), bf16.denoise(noisy)
@@ -172,9 +172,9 @@ def test_bf16_inference_keeps_clean_pixels_and_stays_close(monkeypatch) -> None:
     from denoise.runtime import machine
 
     monkeypatch.setattr(machine, "bf16_hardware", lambda: (True, "AMX"))
-    assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").inference_autocast is torch.bfloat16
+    assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").autocast is torch.bfloat16
     monkeypatch.setattr(machine, "bf16_hardware", lambda: (False, "AVX2"))
-    assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").inference_autocast is None
+    assert load_denoiser(SHIPPED_WEIGHTS, "cpu", "auto").autocast is None
 
 
 def test_the_blur_sums_the_same_in_one_depthwise_convolution_as_plane_by_plane(

@@ -20,6 +20,7 @@ from denoise.inference.export_model import export
 from denoise.inference.tiling import denoise_image
 from denoise.models.denoiser import Denoiser
 from denoise.models.networks import Design
+from denoise.models.self_ensemble import self_ensemble
 from denoise.runtime.errors import SettingError, UserError, error_lines
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -102,14 +103,10 @@ def test_denoise_image_with_onnx_equals_torch(
     views: int, exported: dict[str, tuple[Denoiser, Path]]
 ) -> None:
     model, path = exported["corruption_aware"]
-    model.inference_views = views
     image = noisy_batch(1, 1, 37, 50)[0]
     tiling = {"tile_size": 24, "overlap": 4, "batch_size": 3}  # several tiles, and odd ones
-    try:
-        expected = denoise_image(model, image, **tiling)
-    finally:
-        model.inference_views = 1
-    restored = denoise_image(OnnxDenoiser(path, views), image, **tiling)
+    expected = denoise_image(self_ensemble(model, views), image, **tiling)
+    restored = denoise_image(self_ensemble(OnnxDenoiser(path), views), image, **tiling)
     torch.testing.assert_close(restored, expected, rtol=0, atol=1e-4)
 
 
@@ -122,7 +119,7 @@ def test_a_checkpoint_is_converted_once_and_then_read_from_the_cache(
     with caplog.at_level(logging.INFO, logger="denoise.inference.engines"):
         first = onnx_denoiser(checkpoint, 2, cache)
     assert f"Converting {checkpoint} to ONNX once (cached in {cache / 'onnx'})" in caplog.text
-    assert first.inference_views == 2
+    assert first.views == 2 and first.inner.views == 1  # the engine, wrapped
     (cached,) = (cache / "onnx").iterdir()
     assert cached.suffix == ".onnx"
 

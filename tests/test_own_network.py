@@ -9,14 +9,25 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, python_module, run_command
 from omegaconf import DictConfig
+from PIL import Image
 
 from denoise.inference.checkpoints import load_denoiser, read_checkpoint
 from denoise.inference.shipped import SHIPPED_MODELS
+from denoise.inference.tiling import (
+    REFERENCE_TILING,
+    WHOLE_TILING,
+    check_tiling_memory,
+    default_tiling,
+    denoise_image,
+    describe_tiling,
+)
 from denoise.models.corruption_aware import CorruptionAwareUNet
+from denoise.models.denoiser import Denoiser
 from denoise.models.module import DenoisingModule
 from denoise.models.networks import NETWORKS, Design
 from denoise.training.run import apply_dropout_shortcut
@@ -58,7 +69,8 @@ def _own_network(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "code", tmp_path / "my_conf"
 
 
-def test_a_network_of_your_own_trains_from_one_yaml_file(
+@pytest.mark.slow
+def test_a_network_of_your_own_trains_predicts_and_evaluates_from_one_yaml_file(
     tiny_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, conf = _own_network(tmp_path)
@@ -91,6 +103,42 @@ def test_a_network_of_your_own_trains_from_one_yaml_file(
     plain = load_denoiser(last, device="cpu")
     noisy = torch.rand(2, 1, 20, 13)
     assert torch.equal(plain.denoise(noisy), trained.eval().denoise(noisy))
+
+    # predict and evaluate take its checkpoint as they take any other
+    best = run_dir / "checkpoints" / "best.ckpt"
+    picture = np.random.default_rng(0).integers(0, 256, (37, 53), dtype=np.uint8)
+    Image.fromarray(picture).save(tmp_path / "noisy.png")
+    env = {"PYTHONPATH": f"{REPO}:{code}"}
+    predicted = run_command(
+        python_module(
+            "denoise.predict", f"ckpt_path={best}", "input=noisy.png", "output=clean.png"
+        ),
+        tmp_path,
+        **env,
+    )
+    assert predicted.returncode == 0, (predicted.stdout + predicted.stderr)[-3000:]
+    assert "my_pkg.MyNet declares no size_multiple" in predicted.stdout + predicted.stderr
+    net = trained.net.eval().to(memory_format=torch.channels_last)
+    source = torch.from_numpy(picture).float().div(255)[None, None]
+    with torch.no_grad():
+        computed = net(source.contiguous(memory_format=torch.channels_last)).clamp(0.0, 1.0)
+    expected = np.rint(computed[0, 0].numpy() * 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "clean.png")), expected)
+
+    evaluated = run_command(
+        python_module(
+            "denoise.evaluate",
+            f"ckpt_path={best}",
+            f"data.csv_path={tiny_csv}",
+            "densities=[0.1,0.5]",
+            "example_count=2",
+            f"hydra.run.dir={tmp_path / 'evaluation'}",
+        ),
+        tmp_path,
+        **env,
+    )
+    assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-3000:]
+    assert "my_pkg.MyNet" in (tmp_path / "evaluation" / "metrics.md").read_text()
 
 
 def test_a_settings_typo_in_your_network_is_one_line(tiny_csv: Path, tmp_path: Path) -> None:
@@ -192,3 +240,41 @@ def test_model_dropout_is_a_shortcut_for_the_networks_own_setting(
     assert module.hparams["net"]["dropout"] == 0.35 and "dropout" not in module.hparams
     with pytest.raises(TypeError, match="takes no dropout"):
         Design.from_settings({"net": {"_target_": "torch.nn.Identity"}, "dropout": 0.1})
+
+
+class Downsampling(torch.nn.Module):
+    """A network of your own that halves the resolution twice, and says so."""
+
+    size_multiple = 4
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1) -> None:
+        super().__init__()
+        self.down = torch.nn.Conv2d(in_channels, 4, 4, stride=4)
+        self.up = torch.nn.ConvTranspose2d(4, out_channels, 4, stride=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.down(x))
+
+
+def test_tiling_reads_what_a_network_of_your_own_declares(tmp_path: Path) -> None:
+    """Tiling asks the network for its size multiple and nothing else of its design (no
+    base_channels or depth): without one, each picture is restored whole, in one pass."""
+    torch.manual_seed(0)
+    conv = {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1}
+    plain = Denoiser(Design(net={**conv, "kernel_size": 3, "padding": 1})).eval()
+    assert default_tiling(plain) == WHOLE_TILING
+    assert "torch.nn.Conv2d declares no size_multiple" in describe_tiling(plain, WHOLE_TILING)
+    image = torch.rand(1, 45, 70)
+    check_tiling_memory(tmp_path / "x.png", plain, (45, 70), **WHOLE_TILING)
+    with torch.no_grad():
+        computed = plain.net(image[None]).clamp(0.0, 1.0)[0]
+    assert torch.equal(denoise_image(plain, image), computed)
+    denoise_image(plain, image, tile_size=32, overlap=4)  # tiles as set: its own risk
+
+    own = {"_target_": f"{__name__}.Downsampling"}
+    declared = Denoiser(Design.from_settings({"net": own})).eval()
+    assert default_tiling(declared) == REFERENCE_TILING
+    with torch.no_grad():
+        whole = declared.denoise(image[None, :, :44, :68])[0]  # multiples of 4: no padding
+    tiled = denoise_image(declared, image[:, :44, :68], tile_size=24, overlap=3, batch_size=3)
+    assert torch.equal(tiled, whole)  # tiles on its grid of 4 see what the whole image does

@@ -12,6 +12,7 @@ import subprocess
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from unittest.mock import patch
 
 import imageio.v3 as iio
 import numpy as np
@@ -26,7 +27,13 @@ from denoise.data.noisy_files import add_noise
 from denoise.files.images import DEFAULT_MAX_PIXELS, ImageError, pillow_pixels, read_image
 from denoise.inference.restore_files import predict
 from denoise.inference.shipped import model_views
-from denoise.inference.tiling import default_tiling, denoise_image, tile_spans
+from denoise.inference.tiling import (
+    REFERENCE_TILING,
+    TILING_KEYS,
+    default_tiling,
+    denoise_image,
+    tile_spans,
+)
 from denoise.models.module import DenoisingModule
 from denoise.models.self_ensemble import restore_in_views
 from denoise.runtime.errors import UserError
@@ -579,12 +586,20 @@ def test_channel_handling() -> None:
         denoise_image(colour_model, torch.rand(2, 20, 24))
 
 
-def test_reference_tiling_matches_the_function_defaults(tiny_model: DenoisingModule) -> None:
+def test_tiling_left_unset_is_the_models_own(tiny_model: DenoisingModule) -> None:
+    """One owner of the tiling defaults: the config and denoise_image leave them unset, and
+    unset is :func:`default_tiling`'s."""
     cfg = command_config("predict")
-    assert all(cfg[key] is None for key in ("tile_size", "overlap", "batch_size"))  # per model
+    assert all(cfg[key] is None for key in TILING_KEYS)  # per model
     defaults = inspect.signature(denoise_image).parameters
-    for key, value in default_tiling(tiny_model).items():
-        assert value == defaults[key].default
+    assert all(defaults[key].default is None for key in TILING_KEYS)
+    assert default_tiling(tiny_model) == REFERENCE_TILING
+    image = torch.rand(1, 70, 90, generator=torch.Generator().manual_seed(2))
+    small = {"tile_size": 32, "overlap": 8, "batch_size": 2}  # tiles that change the result
+    with patch.dict(REFERENCE_TILING, small):
+        own = denoise_image(tiny_model, image)
+    assert torch.equal(own, denoise_image(tiny_model, image, **small))
+    assert not torch.equal(own, denoise_image(tiny_model, image))
 
 
 GREY_FIELD = np.full((200, 200), 128, dtype=np.uint8)

@@ -49,7 +49,7 @@ def test_the_average_and_the_vote_are_taken_back_in_the_input_orientation() -> N
 
 
 def test_a_bad_view_count_is_refused() -> None:
-    with pytest.raises(ValueError, match="views must be one of 1, 2, 4, 8, got 3"):
+    with pytest.raises(ValueError, match="views=3: must be one of 1, 2, 4, 8"):
         restore_in_views(lambda x: (x, None), torch.zeros(1, 1, 4, 4), 3)
 
 

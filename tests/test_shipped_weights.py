@@ -155,7 +155,7 @@ def test_predict_uses_the_natural_model_by_default_with_its_own_tiling(
 
     def recording(model: DenoisingModule, image: torch.Tensor, **tiling: int) -> torch.Tensor:
         tilings.append(tiling)
-        views.append(model.inference_views)
+        views.append(model.views)
         return real_denoise_image(model, image, **tiling)
 
     monkeypatch.setattr(restorer_module, "denoise_image", recording)

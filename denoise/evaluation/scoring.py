@@ -45,8 +45,8 @@ from denoise.inference.shipped import (
     pick_weights,
     shipped_model,
 )
-from denoise.inference.tiling import default_tiling, denoise_tiles, image_output, model_inputs
-from denoise.models.denoiser import Denoiser as TrainedModel
+from denoise.inference.tiling import denoise_tiles, image_output, model_inputs, model_tiling
+from denoise.models.denoiser import Restorer as TrainedModel
 from denoise.models.filters import classical_filters
 from denoise.models.metrics import PIXEL_CLASSES, ErrorBreakdown, image_metrics
 from denoise.models.networks import network_name
@@ -448,7 +448,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         """``tiles=true``: the model's own tiles, as predict cuts them."""
         if not cfg.tiles:
             return None
-        return dict(shipped_model(shipped).tiling) if shipped else default_tiling(denoiser)
+        return model_tiling(denoiser, own=shipped_model(shipped).tiling if shipped else None)
 
     peer_names = {name: str(cfg.peers[name]) for name in peers}
     denoisers = {
@@ -486,7 +486,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         "pixel_share": cfg.pixel_share,
         "channels": channels,
         "amf_max_window": cfg.amf_max_window,
-        "precision": "bf16" if model.inference_autocast is not None else "fp32",
+        "precision": "bf16" if model.autocast is not None else "fp32",
         "self_ensemble": views,
         "model": model_label(model, channels),
         "peers": {name: str(path) for name, path in peer_paths.items()},

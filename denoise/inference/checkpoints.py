@@ -18,9 +18,9 @@ import torch
 
 from denoise.files.reading import regular_file
 from denoise.inference.shipped import FACES, SHIPPED_MODELS, shipped_model
-from denoise.models.denoiser import Denoiser
+from denoise.models.denoiser import Autocast, Denoiser, Restorer
 from denoise.models.networks import Design, network_name
-from denoise.models.self_ensemble import check_view_count
+from denoise.models.self_ensemble import self_ensemble
 from denoise.runtime.errors import SettingError, UserError
 from denoise.runtime.machine import bf16_is_fast
 
@@ -199,17 +199,19 @@ def load_denoiser(
     precision: str = "fp32",
     weights: str = FACES,
     views: int = 1,
-) -> Denoiser:
+) -> Restorer:
     """A checkpoint's model (without ``ckpt_path``: the shipped model named ``weights``) in eval
     mode (dropout off, BatchNorm on its running statistics), denoising in ``precision``
-    (``auto``: see :func:`inference_precision`), averaged over ``views`` flips and rotations
-    (:mod:`denoise.models.self_ensemble`)."""
+    (``auto``: see :func:`inference_precision`; bf16 wraps it in :class:`Autocast`), averaged
+    over ``views`` flips and rotations (:func:`~denoise.models.self_ensemble.self_ensemble`).
+    In fp32 and one view it is the :class:`Denoiser` itself."""
     path = resolve_checkpoint(ckpt_path, weights)
     target = pick_device(device)
-    model = model_from_checkpoint(read_checkpoint(path), path).to(target).eval()
+    model: Restorer = model_from_checkpoint(read_checkpoint(path), path).to(target).eval()
     chosen, why = inference_precision(precision, target)
-    model.inference_autocast = torch.bfloat16 if chosen == "bf16" else None
-    model.inference_views = check_view_count(views)
+    if chosen == "bf16":
+        model = Autocast(model, torch.bfloat16)
+    model = self_ensemble(model, views)
     log.info("Inference in %s: %s", chosen, why)
     if views > 1:
         log.info("Each image is restored in %d orientations, then averaged (self_ensemble)", views)

@@ -44,8 +44,9 @@ from denoise.inference.checkpoints import (
     model_from_hyper_parameters,
     read_checkpoint,
 )
-from denoise.models.denoiser import Denoiser, Hyperparameters, Restoring
-from denoise.models.self_ensemble import check_view_count
+from denoise.inference.tiling import size_multiple
+from denoise.models.denoiser import Denoiser, Hyperparameters, Restorer, Restoring
+from denoise.models.self_ensemble import self_ensemble
 from denoise.runtime.errors import SettingError, UserError
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def export_onnx(model: Denoiser, path: Path) -> float:
     onnxruntime = import_engine("onnxruntime", "format=onnx", EXPORT_FIX)
     # in eval mode as a whole: the exporter ends by putting it back into the mode it had
     traced = _Traced(model.eval().net).eval()
-    multiple = model.net.size_multiple
+    multiple = size_multiple(model) or 1
     decides = getattr(model.net, "restore_and_decide", None) is not None
     names = [RESTORED, JUDGED_NOISE] if decides else [RESTORED]
     buffer = io.BytesIO()
@@ -156,7 +157,7 @@ class OnnxNetwork:
     """An ONNX Runtime session in the place of ``Denoiser.net``: what tiling reads of the
     network (``size_multiple``) and what restoring calls (``restore_and_decide``)."""
 
-    def __init__(self, session: Any, size_multiple: int) -> None:
+    def __init__(self, session: Any, size_multiple: int | None) -> None:
         self.session = session
         self.size_multiple = size_multiple
         self.decides = JUDGED_NOISE in {output.name for output in session.get_outputs()}
@@ -170,13 +171,14 @@ class OnnxNetwork:
 
 class OnnxDenoiser(Restoring):
     """A denoiser exported by :func:`export_onnx`, run by ONNX Runtime on the CPU in float32:
-    it restores as :class:`~denoise.models.denoiser.Denoiser` does (clipped, averaged over
-    ``inference_views``), by the same :class:`~denoise.models.denoiser.Restoring` code."""
+    it restores as :class:`~denoise.models.denoiser.Denoiser` does (clipped; modes such as
+    :class:`~denoise.models.self_ensemble.SelfEnsemble` wrap it), by the same
+    :class:`~denoise.models.denoiser.Restoring` code."""
 
     device = torch.device("cpu")
     dtype = torch.float32
 
-    def __init__(self, path: Path, views: int = 1) -> None:
+    def __init__(self, path: Path) -> None:
         onnxruntime = import_engine("onnxruntime", ENGINE, ENGINE_FIX)
         path = regular_file(path, CheckpointError, missing="no such ONNX file")
         options = onnxruntime.SessionOptions()
@@ -193,10 +195,8 @@ class OnnxDenoiser(Restoring):
         with torch.device("meta"):  # the design's checks and size multiple, without memory
             described = model_from_hyper_parameters(design, path)
         self.hparams: Hyperparameters = described.hparams
-        self.net = OnnxNetwork(session, described.net.size_multiple)  # type: ignore[assignment]
+        self.net = OnnxNetwork(session, size_multiple(described))  # type: ignore[assignment]
         self.memory_format = torch.contiguous_format
-        self.inference_autocast = None
-        self.inference_views = check_view_count(views)
         self.threads = options.intra_op_num_threads
         self.path = path
 
@@ -216,22 +216,21 @@ def _stored_design(metadata: Mapping[str, str], path: Path) -> dict[str, Any]:
 
 def onnx_denoiser(
     checkpoint: str | os.PathLike, views: int, cache_dir: str | os.PathLike
-) -> OnnxDenoiser:
-    """``checkpoint`` run by ONNX Runtime: an ``.onnx`` file as it is; a checkpoint converted
-    once into ``cache_dir/onnx/``, named by its bytes, and reused from there."""
+) -> Restorer:
+    """``checkpoint`` run by ONNX Runtime, averaged over ``views`` orientations: an ``.onnx``
+    file as it is; a checkpoint converted once into ``cache_dir/onnx/``, named by its bytes,
+    and reused from there."""
     import_engine("onnxruntime", ENGINE, ENGINE_FIX)
     checkpoint = Path(checkpoint)
-    if checkpoint.suffix == ".onnx":
-        model = OnnxDenoiser(checkpoint, views)
-    else:
-        cached = converted_file(checkpoint_file(checkpoint), Path(cache_dir).expanduser())
-        model = OnnxDenoiser(cached, views)
+    if checkpoint.suffix != ".onnx":
+        checkpoint = converted_file(checkpoint_file(checkpoint), Path(cache_dir).expanduser())
+    model = OnnxDenoiser(checkpoint)
     log.info(
         "Inference with ONNX Runtime on %d CPU thread%s, in fp32",
         model.threads,
         "s" if model.threads != 1 else "",
     )
-    return model
+    return self_ensemble(model, views)
 
 
 def converted_file(checkpoint: Path, cache_dir: Path) -> Path:

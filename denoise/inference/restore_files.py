@@ -27,8 +27,9 @@ from denoise.files.images import (
 from denoise.files.outputs import absolute
 from denoise.files.reading import regular_file
 from denoise.inference.checkpoints import PRECISIONS, pick_device
-from denoise.inference.restorer import TILING_KEYS, PictureRestorer
+from denoise.inference.restorer import PictureRestorer
 from denoise.inference.shipped import SHIPPED_NAMES, check_self_ensemble
+from denoise.inference.tiling import TILING_KEYS
 from denoise.runtime.errors import UserError, require_settings
 from denoise.runtime.settings import one_of, whole_number
 

@@ -23,16 +23,16 @@ from denoise.inference.engines import ENGINES, ONNXRUNTIME, onnx_denoiser
 from denoise.inference.shipped import ShippedModel, shipped_model
 from denoise.inference.tiling import (
     check_tiling_memory,
-    default_tiling,
     denoise_image,
+    describe_tiling,
+    model_tiling,
     network_passes,
 )
-from denoise.models.denoiser import Denoiser
+from denoise.models.denoiser import Restorer
+from denoise.models.self_ensemble import self_ensemble
 from denoise.runtime.errors import SettingError, UserError
 
 log = logging.getLogger(__name__)
-
-TILING_KEYS = ("tile_size", "overlap", "batch_size")
 
 
 def is_grey(planes: torch.Tensor) -> bool:
@@ -56,7 +56,7 @@ class PictureRestorer:
     engine: str = "torch"
     cache_dir: str | Path = "~/.cache/denoise"
     shipped: ShippedModel | None = field(init=False)
-    _models: dict[Path, Denoiser] = field(init=False, default_factory=dict)
+    _models: dict[Path, Restorer] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -87,8 +87,9 @@ class PictureRestorer:
             return self.path
         return checkpoint_file(self.shipped.colour)
 
-    def model(self, grey: bool) -> Denoiser:
-        """The model for a grey or a colour picture, loaded on first use."""
+    def model(self, grey: bool) -> Restorer:
+        """The model for a grey or a colour picture, loaded on first use, in one view (each
+        picture wraps it in its own: :meth:`restore`)."""
         path = self.model_path(grey)
         if path not in self._models:
             if self._models:
@@ -97,11 +98,7 @@ class PictureRestorer:
                 model = onnx_denoiser(path, 1, self.cache_dir)
             else:
                 model = load_denoiser(path, self.device, self.precision)
-            tiling = self.model_tiling(model)
-            log.info(
-                f"Tiles of {tiling['tile_size']} px, {tiling['overlap']} px of overlap, "
-                f"{tiling['batch_size']} at once"
-            )
+            log.info(describe_tiling(model, self.model_tiling(model)))
             self._models[path] = model
         return self._models[path]
 
@@ -128,13 +125,9 @@ class PictureRestorer:
             f"self_ensemble={best} gives the best quality in about {best // views}x the time"
         )
 
-    def model_tiling(self, model: Denoiser) -> dict[str, int]:
+    def model_tiling(self, model: Restorer) -> dict[str, int]:
         """Each tiling key as set, or the shipped model's own, or the design's."""
-        defaults = self.shipped.tiling if self.shipped else default_tiling(model)
-        chosen = {key: self.tiling.get(key) for key in TILING_KEYS}
-        return {
-            key: int(defaults[key] if chosen[key] is None else chosen[key]) for key in TILING_KEYS
-        }
+        return model_tiling(model, self.tiling, self.shipped.tiling if self.shipped else None)
 
     def check(self, path: Path, array: np.ndarray, error: type[UserError] = UserError) -> None:
         """Refuse, before any work, a picture whose tiles or planes would not fit memory."""
@@ -151,6 +144,6 @@ class PictureRestorer:
         note = self.views_note(pixels, passes)
         if note:
             log.info(note)
-        model.inference_views = self.views(pixels, passes)
-        restored = denoise_image(model, picture, **self.model_tiling(model))
+        viewed = self_ensemble(model, self.views(pixels, passes))
+        restored = denoise_image(viewed, picture, **self.model_tiling(model))
         return tensor_to_image(restored.expand_as(planes), array.dtype, alpha)

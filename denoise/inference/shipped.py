@@ -22,9 +22,8 @@ from omegaconf import DictConfig
 
 from denoise.data.settings import FER_TARGET, FOLDER_TARGET
 from denoise.inference.tiling import CORRUPTION_AWARE_TILING, NATURAL_TILING
-from denoise.models.self_ensemble import VIEW_COUNTS
+from denoise.models.self_ensemble import VIEW_COUNTS, check_view_count
 from denoise.runtime.errors import SettingError
-from denoise.runtime.settings import one_of
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 FACES = "faces"
@@ -98,8 +97,10 @@ def shipped_model(name: str) -> ShippedModel:
 
 
 def check_self_ensemble(cfg: DictConfig) -> int | None:
-    """``self_ensemble``: null (the model's own) or a count of views; else the one-line error."""
-    return None if cfg.get("self_ensemble") is None else one_of(cfg, "self_ensemble", VIEW_COUNTS)
+    """``self_ensemble``: null (the model's own) or a count of views (:func:`check_view_count`,
+    the one check); else the one-line error."""
+    views = cfg.get("self_ensemble")
+    return None if views is None else check_view_count(views, "self_ensemble")
 
 
 def model_views(setting: int | None, shipped: str | None) -> int:

@@ -25,18 +25,21 @@ noise, the shipped model: 43.4 dB whole, 46.5 dB in 48 px tiles without overlap,
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from tqdm import tqdm
 
-from denoise.models.denoiser import Denoiser
+from denoise.models.denoiser import Restorer
 from denoise.models.footprint import FLOAT_BYTES, inference_bytes
 from denoise.models.networks import network_name
 from denoise.runtime.errors import SettingError, UserError
 from denoise.runtime.memory import check_fits, gigabytes
 
+# The settings of a tiling: the values below are the one place their defaults are written.
+TILING_KEYS = ("tile_size", "overlap", "batch_size")
 # 4 reference tiles of 512 px take about 0.8 GB on the CPU; 256 tiles of 48 px far less.
 REFERENCE_TILING = {"tile_size": 512, "overlap": 64, "batch_size": 4}
 CORRUPTION_AWARE_TILING = {"tile_size": 48, "overlap": 0, "batch_size": 256}
@@ -47,6 +50,10 @@ CORRUPTION_AWARE_TILING = {"tile_size": 48, "overlap": 0, "batch_size": 256}
 # crop-sized context); 64 px tiles without context 42.15/31.76/22.77/20.82; 32 px of context
 # no better (42.41/31.94/22.87/21.04) for 2x the time.
 NATURAL_TILING = {"tile_size": 128, "overlap": 16, "batch_size": 32}
+# A network of your own that declares no ``size_multiple``: tiles could cut it off its
+# downsampling grid, so each picture is restored whole, in one pass.
+WHOLE_PICTURE = 2**31 - 1
+WHOLE_TILING = {"tile_size": WHOLE_PICTURE, "overlap": 0, "batch_size": 1}
 # A progress bar over the tiles of an image that has at least this many, once it has taken
 # this long (a 3-megapixel photo: about 1 min on 2 CPU cores with the natural model's 8 views).
 PROGRESS_TILES = 64
@@ -55,7 +62,7 @@ PROGRESS_DELAY_S = 2.0
 IMAGE_COPIES = 3
 
 
-def network_passes(model: Denoiser, channels: int) -> int:
+def network_passes(model: Restorer, channels: int) -> int:
     """How many images the network restores for one of ``channels`` channels: each channel
     for a grey model and a cross-channel one (and one more for a colour picture with the
     luminance stage), the whole image at once otherwise."""
@@ -67,12 +74,55 @@ def network_passes(model: Denoiser, channels: int) -> int:
     return channels + int(luminance)
 
 
-def default_tiling(model: Denoiser) -> dict[str, int]:
+def size_multiple(model: Restorer) -> int | None:
+    """The multiple of the picture's size the network works on (its downsampling factor) as
+    the network declares it (``size_multiple``, as the project's U-Nets do); None where a
+    network of your own declares none."""
+    multiple = getattr(model.net, "size_multiple", None)
+    return int(multiple) if isinstance(multiple, int) and multiple >= 1 else None
+
+
+def default_tiling(model: Restorer) -> dict[str, int]:
     """``tile_size``, ``overlap`` and ``batch_size`` (tiles at once) that suit the model's
-    architecture (see the module's notes)."""
+    architecture (see the module's notes); the whole picture at once for a network that
+    declares no :func:`size_multiple`."""
     if network_name(model.hparams.net) == "corruption_aware":
         return dict(CORRUPTION_AWARE_TILING)
+    if size_multiple(model) is None:
+        return dict(WHOLE_TILING)
     return dict(REFERENCE_TILING)
+
+
+def model_tiling(
+    model: Restorer,
+    chosen: Mapping[str, int | None] | None = None,
+    own: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Each tiling key as ``chosen`` sets it, else the model's ``own`` (a shipped model's),
+    else :func:`default_tiling`'s: the one rule ``predict`` and ``evaluate`` follow."""
+    defaults = own if own is not None else default_tiling(model)
+    tiling = {}
+    for key in TILING_KEYS:
+        value = (chosen or {}).get(key)
+        tiling[key] = int(defaults[key] if value is None else value)
+    return tiling
+
+
+def describe_tiling(model: Restorer, tiling: Mapping[str, int]) -> str:
+    """The tiling, in one line for the log."""
+    whole = tiling["tile_size"] >= WHOLE_PICTURE
+    if whole and size_multiple(model) is None:
+        name = network_name(model.hparams.net)
+        return (
+            f"Each picture restored whole, in one pass: {name} declares no size_multiple "
+            "(give the network a size_multiple attribute, or set tile_size, to cut tiles)"
+        )
+    if whole:
+        return "Each picture restored whole, in one pass"
+    return (
+        f"Tiles of {tiling['tile_size']} px, {tiling['overlap']} px of overlap, "
+        f"{tiling['batch_size']} at once"
+    )
 
 
 class Span(NamedTuple):
@@ -118,7 +168,7 @@ def tile_spans(size: int, tile_size: int, overlap: int, multiple: int = 1) -> li
 
 def check_tiling_memory(
     path: Path,
-    model: Denoiser,
+    model: Restorer,
     image_shape: tuple[int, ...],
     tile_size: int,
     overlap: int,
@@ -131,7 +181,7 @@ def check_tiling_memory(
     activations for the reference U-Net)."""
     height, width = image_shape[:2]
     channels = image_shape[2] if len(image_shape) > 2 else 1
-    multiple = model.net.size_multiple
+    multiple = size_multiple(model) or 1
     rows = tile_spans(height, tile_size, overlap, multiple)
     columns = tile_spans(width, tile_size, overlap, multiple)
     tile_h = max(span.stop - span.start for span in rows)
@@ -139,20 +189,21 @@ def check_tiling_memory(
     images = network_passes(model, channels)
     batch = min(batch_size, images * len(rows) * len(columns))
     net = model.hparams.net
-    activations = inference_bytes(net["base_channels"], net["depth"], tile_h, tile_w, batch)
-    activations = activations * model.dtype.itemsize // FLOAT_BYTES
+    if "base_channels" in net and "depth" in net:  # the project's U-Nets; unknown elsewhere
+        activations = inference_bytes(net["base_channels"], net["depth"], tile_h, tile_w, batch)
+        activations = activations * model.dtype.itemsize // FLOAT_BYTES
+        subject = f"{path}: tile_size={tile_size}, batch_size={batch_size}"
+        tiles = f"{batch} tile{'s' if batch != 1 else ''} of {tile_h}x{tile_w} px"
+        check_fits(
+            subject,
+            activations,
+            "denoising it",
+            f"the network's activations for {tiles}",
+            "use a smaller tile_size or batch_size",
+            str(model.device),
+            error,
+        )
     planes = IMAGE_COPIES * FLOAT_BYTES * max(channels, net["in_channels"]) * height * width
-    subject = f"{path}: tile_size={tile_size}, batch_size={batch_size}"
-    tiles = f"{batch} tile{'s' if batch != 1 else ''} of {tile_h}x{tile_w} px"
-    check_fits(
-        subject,
-        activations,
-        "denoising it",
-        f"the network's activations for {tiles}",
-        "use a smaller tile_size or batch_size",
-        str(model.device),
-        error,
-    )
     check_fits(
         str(path),
         planes,
@@ -165,13 +216,14 @@ def check_tiling_memory(
 
 
 def denoise_image(
-    model: Denoiser,
+    model: Restorer,
     image: torch.Tensor,
-    tile_size: int = 512,
-    overlap: int = 64,
-    batch_size: int = 4,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
-    """The restored ``(C, H, W)`` image in [0, 1], on the image's device.
+    """The restored ``(C, H, W)`` image in [0, 1], on the image's device; a tiling key left
+    None is the model's own (:func:`default_tiling`).
 
     ``model`` must already be in eval mode; it runs on its own device. A 1-channel model
     denoises each channel of a colour image as a grayscale image; a 3-channel model gets a
@@ -179,6 +231,8 @@ def denoise_image(
     """
     if image.ndim != 3:
         raise ValueError(f"expected a (C, H, W) image, got shape {tuple(image.shape)}")
+    chosen = {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size}
+    tile_size, overlap, batch_size = model_tiling(model, chosen).values()
     if min(tile_size, batch_size) < 1 or overlap < 0:
         raise SettingError("tile_size and batch_size must be positive and overlap not negative")
     inputs = model_inputs(image[None], model.hparams.net["in_channels"])
@@ -219,12 +273,12 @@ def image_output(restored: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def denoise_tiles(
-    model: Denoiser, inputs: torch.Tensor, tile_size: int, overlap: int, batch_size: int
+    model: Restorer, inputs: torch.Tensor, tile_size: int, overlap: int, batch_size: int
 ) -> torch.Tensor:
     """Denoise every tile of every image in ``inputs`` (a batch the model takes as it is),
     batching tiles of equal shape."""
     count, _, height, width = inputs.shape
-    multiple = model.net.size_multiple
+    multiple = size_multiple(model) or 1  # set tiles of a network without one: its own risk
     rows = tile_spans(height, tile_size, overlap, multiple)
     columns = tile_spans(width, tile_size, overlap, multiple)
     by_shape: dict[tuple[int, int], list[tuple[int, Span, Span]]] = defaultdict(list)

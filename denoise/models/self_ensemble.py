@@ -22,6 +22,10 @@ from collections.abc import Callable
 
 import torch
 
+from denoise.models.denoiser import Restorer, Wrapper
+from denoise.runtime.errors import SettingError
+from denoise.runtime.settings import shown
+
 VIEW_COUNTS = (1, 2, 4, 8)  # 2: mirrored too; 4: upside down too; 8: all transposed too
 
 Restore = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
@@ -46,11 +50,18 @@ def from_view(images: torch.Tensor, view: int) -> torch.Tensor:
     return images.flip(-1) if view & 1 else images
 
 
-def check_view_count(views: int) -> int:
-    """``views`` itself, if it is one of :data:`VIEW_COUNTS` (``True`` is not 1 here)."""
+class ViewCountError(SettingError, ValueError):
+    """A count of views that is not one of :data:`VIEW_COUNTS`: one line for a command's
+    setting, a ValueError for code."""
+
+
+def check_view_count(views: object, name: str = "views") -> int:
+    """``views`` itself, if it is one of :data:`VIEW_COUNTS` (``True`` is not 1 here): the one
+    check of a count of views, wherever it is set (``name``: the setting, for the message)."""
     if isinstance(views, bool) or views not in VIEW_COUNTS:
-        raise ValueError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))}, got {views!r}")
-    return views
+        listed = ", ".join(map(str, VIEW_COUNTS))
+        raise ViewCountError(f"{name}={shown(views)}: must be one of {listed}")
+    return views  # type: ignore[return-value]
 
 
 def restore_in_views(
@@ -75,3 +86,31 @@ def restore_in_views(
     assert total is not None
     decisions = None if votes is None else votes * 2 > views
     return (total / views).float(), decisions
+
+
+class SelfEnsemble(Wrapper):
+    """``inner`` averaged over ``views`` orientations (:func:`restore_in_views`); build one
+    with :func:`self_ensemble`."""
+
+    def __init__(self, inner: Restorer, views: int) -> None:
+        if inner.views != 1:
+            raise ValueError(
+                f"already averaged over {inner.views} views: wrap the model itself instead"
+            )
+        super().__init__(inner)
+        self.views = check_view_count(views)
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        return self.inner.autocast
+
+    def denoise_and_decide(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        restored, judged_noise = restore_in_views(self.inner.denoise_and_decide, noisy, self.views)
+        return restored.contiguous(), judged_noise
+
+
+def self_ensemble(model: Restorer, views: int) -> Restorer:
+    """``model`` restoring in ``views`` orientations: itself for one (no wrapper to pass
+    through), else a :class:`SelfEnsemble` around it. ``model`` is left as it is, so a
+    caller that picks views per picture wraps the same model again."""
+    return model if check_view_count(views) == 1 else SelfEnsemble(model, views)
