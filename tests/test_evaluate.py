@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import smooth_images
 
-from denoise.evaluation.scoring import NOISY, evaluate, evaluate_denoisers
+from denoise.evaluation.scoring import NOISY, evaluate, evaluate_denoisers, example_densities
 
 GREY = torch.full((20, 1, 16, 16), 0.5)
 SMOOTH = torch.from_numpy(smooth_images(24, 32, 32)).unsqueeze(1).float() / 255
@@ -135,3 +135,19 @@ def test_evaluate_without_a_checkpoint_scores_the_shipped_blind_model_beside_its
     # The peer is scored on the same noisy faces: a one-epoch tiny U-Net trails the blind model.
     assert psnr["tiny_peer", 0.1] < psnr["corruption-aware U-Net", 0.1]
     assert set(saved["metrics"]) >= {"tiny_peer", "corruption-aware U-Net"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "drawn"),
+    [
+        ((), [0.1, 0.5]),  # the defaults: both scored
+        (("densities=[0.3]",), [0.3]),  # neither scored: the first noisy density instead
+        (("densities=[0.0,0.5,0.9]",), [0.5]),
+        (("densities=[0.0]",), []),  # nothing noisy: no examples
+        (("densities=[0.1,0.9]", "example_densities=[0.9]"), [0.9]),  # as set
+    ],
+)
+def test_examples_are_drawn_where_densities_are_scored(
+    compose_config, overrides: tuple[str, ...], drawn: list[float]
+) -> None:
+    assert example_densities(compose_config("evaluate", *overrides)) == drawn

@@ -354,6 +354,27 @@ def markdown_report(result: Evaluation, context: dict) -> str:
     )
 
 
+# The densities whose examples are drawn when example_densities is null, where they are scored.
+DEFAULT_EXAMPLE_DENSITIES = (0.1, 0.5)
+
+
+def example_densities(cfg: DictConfig) -> list[float]:
+    """The densities whose restored examples are drawn: as set (each one of ``densities``);
+    where null, 0.1 and 0.5 if scored, else the first noisy density scored, so that
+    ``densities=[0.3]`` alone still shows examples."""
+    densities = fractions(cfg, "densities")
+    if cfg.get("example_densities") is None:
+        chosen = [d for d in DEFAULT_EXAMPLE_DENSITIES if d in densities]
+        return chosen or [d for d in densities if d > 0][:1]
+    examples = fractions(cfg, "example_densities", allow_empty=True)
+    if not set(examples) <= set(densities):
+        raise SettingError(
+            f"example_densities={_listed(examples)}: "
+            f"each must be one of densities={_listed(densities)}"
+        )
+    return examples
+
+
 def check_evaluation_settings(cfg: DictConfig) -> None:
     """Every value that would fail mid-evaluation, checked before the model or data load."""
     check_data_settings(cfg)
@@ -362,13 +383,7 @@ def check_evaluation_settings(cfg: DictConfig) -> None:
     pick_device(cfg.device)
     check_self_ensemble(cfg)
     one_of(cfg, "weights", (AUTO, *SHIPPED_NAMES))
-    densities = fractions(cfg, "densities")
-    examples = fractions(cfg, "example_densities", allow_empty=True)
-    if not set(examples) <= set(densities):
-        raise SettingError(
-            f"example_densities={_listed(examples)}: "
-            f"each must be one of densities={_listed(densities)}"
-        )
+    example_densities(cfg)
     whole_number(cfg, "example_count", minimum=0)
     whole_number(cfg, "batch_size")
     whole_number(cfg, "limit", optional=True)
@@ -470,7 +485,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         cfg.seed,
         cfg.salt_vs_pepper,
         cfg.batch_size,
-        list(cfg.example_densities),
+        example_densities(cfg),
         cfg.example_count,
         cfg.pixel_share,
     )
