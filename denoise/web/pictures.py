@@ -1,0 +1,139 @@
+"""The work behind the demo page, without the page: the sample pictures, the training noise,
+restoring as ``predict`` does, the scores, and the file to download.
+
+Nothing here is the page's own version of a command's work: pictures are read with
+:func:`~denoise.files.images.read_image` (predict's limits and colour handling), noised with
+``add_noise``'s :func:`~denoise.data.noisy_files.noisy_array` (the same seed draws the same
+noise), restored by :func:`restore` (predict's :class:`PictureRestorer`) and written with
+:func:`~denoise.files.images.write_image`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from denoise.data.noisy_files import noisy_array
+from denoise.files.images import (
+    check_writable,
+    from_unit_float,
+    image_to_tensor,
+    to_unit_float,
+    write_image,
+)
+from denoise.inference.checkpoints import PRECISIONS, pick_device
+from denoise.inference.restorer import PictureRestorer
+from denoise.inference.shipped import SHIPPED_NAMES, check_self_ensemble
+from denoise.inference.tiling import TILING_KEYS
+from denoise.runtime.errors import UserError
+from denoise.runtime.settings import one_of, whole_number
+from denoise.web.choices import SAMPLES
+
+
+@dataclass(frozen=True)
+class Restoring:
+    """The settings of one restore, named as in ``conf/predict.yaml``; frozen, so that each
+    combination keeps its loaded models."""
+
+    weights: str = "natural"
+    self_ensemble: int | None = None
+    precision: str = "fp32"
+    device: str = "auto"
+    tile_size: int | None = None
+    overlap: int | None = None
+    batch_size: int | None = None
+
+
+def checked_settings(cfg: DictConfig) -> tuple[Restoring, int | None]:
+    """The restoring settings and ``max_pixels`` of the demo's config, each checked with the
+    checks ``predict`` makes, so that a wrong one is one line, not a failing page."""
+    max_pixels = whole_number(cfg, "max_pixels", optional=True)
+    whole_number(cfg, "tile_size", optional=True)
+    whole_number(cfg, "overlap", minimum=0, optional=True)
+    whole_number(cfg, "batch_size", optional=True)
+    one_of(cfg, "precision", PRECISIONS)
+    pick_device(cfg.device)
+    restoring = Restoring(
+        weights=one_of(cfg, "weights", SHIPPED_NAMES),
+        self_ensemble=check_self_ensemble(cfg),
+        precision=cfg.precision,
+        device=cfg.device,
+        **{key: cfg[key] for key in TILING_KEYS},
+    )
+    return restoring, max_pixels
+
+
+def sample_picture(label: str) -> np.ndarray:
+    """One of :data:`SAMPLES`, from the scikit-image wheel (nothing is downloaded)."""
+    from skimage import data  # scikit-image loads only once a sample is asked for
+
+    if label not in SAMPLES:
+        raise UserError(f"{label}: no such sample (one of {', '.join(SAMPLES)})")
+    return getattr(data, SAMPLES[label])()
+
+
+def noisy(picture: np.ndarray, amount: float, seed: int) -> np.ndarray:
+    """The picture with ``add_noise``'s noise (``amount=`` and ``seed=`` as there); no noise
+    at 0, where the picture is taken to be noisy already."""
+    return noisy_array(picture, amount, seed=seed) if amount > 0 else picture
+
+
+@functools.lru_cache(maxsize=4)
+def _restorer(settings: Restoring) -> PictureRestorer:
+    tiling = {key: getattr(settings, key) for key in TILING_KEYS}
+    return PictureRestorer(
+        None,
+        settings.weights,
+        settings.device,
+        settings.precision,
+        settings.self_ensemble,
+        tiling,
+    )
+
+
+def restore(picture: np.ndarray, settings: Restoring, name: str = "picture") -> np.ndarray:
+    """The restored picture, exactly as ``predict`` restores a file with these settings: the
+    page's one way to a model (its models stay loaded between restores)."""
+    restorer = _restorer(settings)
+    restorer.check(Path(name), picture)
+    return restorer.restore(picture)
+
+
+def warm_up(settings: Restoring) -> None:
+    """Load the models that ``settings`` restores with, before the first restore needs them."""
+    restorer = _restorer(settings)
+    for grey in (True, False):
+        restorer.model(grey)
+
+
+def scores(restored: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """PSNR (dB) and SSIM of ``restored`` against ``clean``, per image as ``evaluate``
+    scores them (:func:`~denoise.models.metrics.image_metrics`)."""
+    from denoise.models.metrics import image_metrics  # torchmetrics: only once scored
+
+    restored_planes, clean_planes = image_to_tensor(restored)[0], image_to_tensor(clean)[0]
+    values = image_metrics()(restored_planes[None], clean_planes[None])
+    return {"psnr": float(values["psnr"]), "ssim": float(values["ssim"])}
+
+
+def shown(picture: np.ndarray) -> np.ndarray:
+    """The picture as 8 bits, as a browser shows it (16-bit and float pictures included)."""
+    if picture.dtype == np.uint8:
+        return picture
+    return from_unit_float(to_unit_float(picture), np.uint8)
+
+
+def restored_file(
+    picture: np.ndarray, settings: Restoring, name: str, folder: Path
+) -> tuple[np.ndarray, Path]:
+    """Restore ``picture`` into ``folder/<name>-restored.png``, in the order ``predict``
+    takes (the file is checked before the model's work) and with its writer."""
+    path = folder / f"{Path(name).stem}-restored.png"
+    check_writable(path, picture)
+    restored = restore(picture, settings, name)
+    write_image(path, restored)
+    return restored, path
