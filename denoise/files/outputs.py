@@ -12,12 +12,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from denoise.files.paths import absolute
 from denoise.runtime.distributed import is_rank_zero_process
-
-
-def absolute(path: str | os.PathLike) -> Path:
-    """``path`` as the user can find it from any folder (no symlinks resolved)."""
-    return Path(os.path.abspath(Path(path).expanduser()))
 
 
 def human_size(size: int) -> str:

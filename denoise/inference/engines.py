@@ -35,7 +35,7 @@ from torch import nn
 
 from denoise.data.noise import add_salt_and_pepper
 from denoise.files.atomic import atomic_file
-from denoise.files.outputs import absolute
+from denoise.files.paths import absolute
 from denoise.files.reading import regular_file
 from denoise.inference.checkpoints import (
     CheckpointError,
