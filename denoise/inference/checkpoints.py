@@ -34,8 +34,9 @@ REQUIRED_KEYS = ("state_dict", "hyper_parameters")
 DEVICE_TYPES = ("cpu", "cuda")
 
 
-class CheckpointError(UserError):
-    """A checkpoint file that is missing, unreadable, unsafe or of another model."""
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that is missing, unreadable, unsafe or of another model (a ValueError
+    for code that named it: the Python API)."""
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -224,7 +225,7 @@ def inference_precision(setting: str, device: torch.device) -> tuple[str, str]:
     changed the shipped model's PSNR on FER2013 PublicTest by at most 0.023 dB, but costs very
     clean, smooth images about 1.3 dB: the commands default to fp32.)"""
     if setting not in PRECISIONS:
-        raise UserError(f"precision={setting}: must be one of {', '.join(PRECISIONS)}")
+        raise SettingError(f"precision={setting}: must be one of {', '.join(PRECISIONS)}")
     if setting != "auto":
         return setting, f"precision={setting}"
     fast, why = bf16_is_fast(device)

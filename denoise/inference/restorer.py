@@ -12,16 +12,27 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
+from denoise import CONFIG_MODULE
 from denoise.files.images import image_to_tensor, tensor_to_image
-from denoise.inference.checkpoints import checkpoint_file, load_denoiser, resolve_checkpoint
+from denoise.inference.checkpoints import (
+    checkpoint_file,
+    inference_precision,
+    load_denoiser,
+    pick_device,
+    resolve_checkpoint,
+)
 from denoise.inference.engines import ENGINES, ONNXRUNTIME, onnx_denoiser
 from denoise.inference.shipped import ShippedModel, shipped_model
 from denoise.inference.tiling import (
+    TILING_KEYS,
     check_tiling_memory,
     denoise_image,
     describe_tiling,
@@ -29,10 +40,24 @@ from denoise.inference.tiling import (
     network_passes,
 )
 from denoise.models.denoiser import Restorer
-from denoise.models.self_ensemble import self_ensemble
+from denoise.models.self_ensemble import check_view_count, self_ensemble
 from denoise.runtime.errors import SettingError, UserError
 
 log = logging.getLogger(__name__)
+
+RESTORING_KEYS = ("weights", "device", "precision", "self_ensemble", "engine", "cache_dir")
+
+
+def predict_defaults() -> dict[str, Any]:
+    """The restoring settings' defaults as ``conf/predict.yaml`` sets them: their one owner, so
+    that ``predict`` and the Python API (:mod:`denoise.inference.api`) restore alike. Read
+    without Hydra; ``cache_dir``'s ``${oc.env:…}`` resolved now."""
+    with files(CONFIG_MODULE).joinpath("predict.yaml").open() as handle:
+        conf = OmegaConf.load(handle)
+    return {key: conf[key] for key in (*RESTORING_KEYS, *TILING_KEYS)}
+
+
+DEFAULTS = predict_defaults()
 
 
 def is_grey(planes: torch.Tensor) -> bool:
@@ -48,17 +73,24 @@ class PictureRestorer:
     ``cache_dir``)."""
 
     ckpt_path: str | Path | None = None
-    weights: str = "natural"
-    device: str = "auto"
-    precision: str = "fp32"
-    self_ensemble: int | None = None
-    tiling: dict[str, int | None] = field(default_factory=dict)
-    engine: str = "torch"
-    cache_dir: str | Path = "~/.cache/denoise"
+    weights: str = DEFAULTS["weights"]
+    device: str = DEFAULTS["device"]
+    precision: str = DEFAULTS["precision"]
+    self_ensemble: int | None = DEFAULTS["self_ensemble"]
+    tiling: dict[str, int | None] = field(
+        default_factory=lambda: {key: DEFAULTS[key] for key in TILING_KEYS}
+    )
+    engine: str = DEFAULTS["engine"]
+    cache_dir: str | Path = DEFAULTS["cache_dir"]
     shipped: ShippedModel | None = field(init=False)
     _models: dict[Path, Restorer] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Every setting checked before any work, whoever passed it (``predict``'s checks
+        name its keys first; code of your own gets these)."""
+        inference_precision(self.precision, pick_device(self.device))
+        if self.self_ensemble is not None:
+            check_view_count(self.self_ensemble, "self_ensemble")
         if self.engine not in ENGINES:
             raise SettingError(f"engine={self.engine}: must be one of {', '.join(ENGINES)}")
         gpu = self.device not in ("auto", "cpu")

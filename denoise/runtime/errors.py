@@ -30,8 +30,9 @@ class UserError(Exception):
         self.fix = fix
 
 
-class SettingError(UserError):
-    """A configuration value that cannot work, found before any work starts."""
+class SettingError(UserError, ValueError):
+    """A configuration value that cannot work, found before any work starts: one line for a
+    command, a ValueError for code that passed it (the Python API)."""
 
 
 def shorten(value: object, limit: int = QUOTED_LIMIT, quote: bool = False) -> str:
