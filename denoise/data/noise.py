@@ -148,9 +148,13 @@ def add_salt_and_pepper(
     amount: Amount,
     salt_vs_pepper: float = 0.5,
     generator: torch.Generator | None = None,
+    pixel_share: float = 0.0,
 ) -> torch.Tensor:
-    """Return a noisy copy of ``clean`` (float, values in [0, 1])."""
-    codes = sample_salt_and_pepper(clean.shape, amount, salt_vs_pepper, generator, clean.device)
+    """Return a noisy copy of ``clean`` (float, values in [0, 1]); ``pixel_share``: see
+    :func:`sample_salt_and_pepper`."""
+    codes = sample_salt_and_pepper(
+        clean.shape, amount, salt_vs_pepper, generator, clean.device, pixel_share=pixel_share
+    )
     return apply_salt_and_pepper(clean, codes)
 
 

@@ -5,6 +5,7 @@ the input's size, layout and pixel type."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from denoise.files.images import (
     tensor_to_image,
     write_image,
 )
-from denoise.files.outputs import absolute
+from denoise.files.paths import absolute
 from denoise.runtime.errors import require_settings
 from denoise.runtime.settings import number_in, whole_number
 
@@ -30,13 +31,32 @@ USAGE = "python -m denoise.add_noise input=IMAGE output=IMAGE [amount=0.1] [seed
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 
 
+def noisy_arrays(
+    arrays: Sequence[np.ndarray],
+    amount: Amount,
+    salt_vs_pepper: float = 0.5,
+    seed: int | None = 0,
+    per_channel: bool = True,
+) -> list[np.ndarray]:
+    """Noisy copies of ``arrays``, each in its own size, layout and pixel type: the noise
+    ``add_noise`` and the Python API add. One generator, seeded by ``seed`` (None: a fresh
+    draw), runs through them in order, so the first gets what it would alone. Without
+    ``per_channel`` a hit turns the whole pixel black or white (a dead or stuck pixel)."""
+    generator = None if seed is None else seeded_generator(seed)
+    noisy = []
+    for array in arrays:
+        planes, alpha = image_to_tensor(array)
+        pixel_share = 0.0 if per_channel else 1.0
+        drawn = add_salt_and_pepper(planes[None], amount, salt_vs_pepper, generator, pixel_share)
+        noisy.append(tensor_to_image(drawn[0], array.dtype, alpha))
+    return noisy
+
+
 def noisy_array(
-    array: np.ndarray, amount: Amount, salt_vs_pepper: float = 0.5, seed: int = 0
+    array: np.ndarray, amount: Amount, salt_vs_pepper: float = 0.5, seed: int | None = 0
 ) -> np.ndarray:
     """A noisy copy of ``array`` in its own size, layout and pixel type."""
-    planes, alpha = image_to_tensor(array)
-    noisy = add_salt_and_pepper(planes[None], amount, salt_vs_pepper, seeded_generator(seed))[0]
-    return tensor_to_image(noisy, array.dtype, alpha)
+    return noisy_arrays([array], amount, salt_vs_pepper, seed)[0]
 
 
 def add_noise(cfg: DictConfig) -> Path:
