@@ -7,7 +7,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,9 @@ import pytest
 from omegaconf import OmegaConf
 from skimage import data
 
+from denoise.benchmarks.launch import ADDRESS, run_until_served
+from denoise.benchmarks.startup import demo_start_row, free_port
+from denoise.benchmarks.targets import Targets
 from denoise.data.noisy_files import add_noise
 from denoise.files.images import read_image, write_image
 from denoise.inference.checkpoints import PRECISIONS
@@ -50,7 +52,6 @@ CHROMIUM_ARGS = [
 RESTORING_KEYS = ("weights", "self_ensemble", "precision", "device", "tile_size", "overlap")
 RESTORING_KEYS += ("batch_size", "max_pixels")
 SHOWN_SCORES = re.compile(r"PSNR ([\d.]+) dB.*SSIM ([\d.]+)")
-ADDRESS = re.compile(r"http://\S+:\d+")
 
 needs_gradio = pytest.mark.skipif(
     importlib.util.find_spec("gradio") is None, reason='gradio is not installed (".[demo]")'
@@ -173,12 +174,6 @@ def test_demo_without_gradio_says_how_to_install(tmp_path: Path) -> None:
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def served_demo(folder: Path, *settings: str) -> Iterator[tuple[str, Path]]:
     """``python -m denoise.demo`` started as a user starts it; its address once printed, and
@@ -207,11 +202,27 @@ def served_demo(folder: Path, *settings: str) -> Iterator[tuple[str, Path]]:
 @pytest.mark.slow
 @needs_gradio
 def test_a_wrong_setting_stops_the_server(tmp_path: Path) -> None:
-    done = run_command(python_module("denoise.demo", f"port={free_port()}", "device=cuda:7"),
-                       tmp_path, timeout=300)  # fmt: skip
+    """The page is served before the settings that need torch are checked: a wrong one then
+    stops the server with its one line."""
+    command = python_module("denoise.demo", f"port={free_port()}", "device=cuda:7")
+    done = run_command(command, tmp_path, timeout=300)
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1].startswith("error: device=cuda:7")
     assert "Traceback" not in done.stderr
+
+
+def test_a_server_that_ends_before_serving_is_a_failure() -> None:
+    run = run_until_served("denoise.predict", ["input=/no/such.png", "output=x.png"])
+    assert run.failure == "failed (exit 1): error: /no/such.png: no such file or folder"
+
+
+@pytest.mark.slow
+@needs_gradio
+def test_bench_times_the_demo_to_a_served_page(compose_config) -> None:
+    row = demo_start_row(Targets.from_config(compose_config("bench")))
+    assert row.what == "python -m denoise.demo, launch to a served page" and row.ratio == ""
+    assert 0.5 < row.value < 120
+    assert row.target == f"≤ 5 s {'✓' if row.value <= 5 else '✗'}"
 
 
 @pytest.mark.slow

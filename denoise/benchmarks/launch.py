@@ -1,5 +1,5 @@
 """A command launched as a person launches it, in a child process: timed from launch to exit,
-with its own peak resident memory.
+with its own peak resident memory; or a server (the demo) timed from launch to a page served.
 
 ``python -m denoise.benchmarks.launch <module> [args ...]`` runs ``python -m <module> [args
 ...]`` and then writes its high-water mark (VmHWM) to stderr; the parent's rusage of children
@@ -8,15 +8,19 @@ imports only the standard library, so that it adds nothing to the memory it repo
 
 from __future__ import annotations
 
+import math
 import re
 import runpy
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 PEAK = "PEAK_RSS_KB"
+ADDRESS = re.compile(r"http://\S+:\d+")  # what a server prints once it serves
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,39 @@ def run_child(command: str, arguments: list[str]) -> ChildRun:
     kilobytes = re.search(rf"{PEAK} (\d+)", completed.stderr)
     peak = int(kilobytes.group(1)) / 1024**2 if kilobytes else float("nan")
     return ChildRun(completed, seconds, peak)
+
+
+def run_until_served(command: str, arguments: list[str], timeout: float = 300) -> ChildRun:
+    """Run the server ``python -m <command> <arguments>`` until the address it prints answers
+    (what a person waits for before the page opens), time that, then stop it. One that ends
+    first fails with its own error line; one that hangs is stopped after ``timeout``."""
+    child = [sys.executable, "-m", command, *arguments]
+    started = time.perf_counter()
+    server = subprocess.Popen(child, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(timeout, server.kill)
+    watchdog.start()
+    lines: list[str] = []
+    try:
+        for line in server.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            address = ADDRESS.search(line)
+            if address:
+                with urllib.request.urlopen(address.group(0), timeout=timeout) as page:
+                    page.read()
+                seconds = time.perf_counter() - started
+                return ChildRun(
+                    subprocess.CompletedProcess(child, 0, "".join(lines)), seconds, math.nan
+                )
+        server.wait()
+        status = server.returncode or 1  # ended (or stopped) without serving: a failure
+        return ChildRun(
+            subprocess.CompletedProcess(child, status, "".join(lines), ""), math.nan, math.nan
+        )
+    finally:
+        watchdog.cancel()
+        server.terminate()
+        server.wait()
+        server.stdout.close()  # type: ignore[union-attr]
 
 
 def peak_rss(command: str, overrides: list[str]) -> float:

@@ -1,14 +1,16 @@
 """Start-up, launch to exit in child processes: each command's ``--help``, and ``predict`` on
-a picture of one tile in one pass (so the rest of its time is start-up)."""
+a picture of one tile in one pass (so the rest of its time is start-up); and the demo, launch
+to a served page."""
 
 from __future__ import annotations
 
 import math
 import pkgutil
+import socket
 import tempfile
 from pathlib import Path
 
-from denoise.benchmarks.launch import run_child
+from denoise.benchmarks.launch import run_child, run_until_served
 from denoise.benchmarks.photos import GREY, noisy_photo, photo_label, saved_photo
 from denoise.benchmarks.table import Row
 from denoise.benchmarks.targets import Targets, within
@@ -43,3 +45,20 @@ def startup_rows(targets: Targets) -> list[Row]:
     target = within(value, targets.predict_start_seconds, "s")
     rows.append(Row("start-up", what, value, "s", run.failure, target))
     return rows
+
+
+def free_port() -> int:
+    """A port nothing on this machine listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def demo_start_row(targets: Targets) -> Row:
+    """``python -m denoise.demo``, launch to its page served (the models load after)."""
+    run = run_until_served("denoise.demo", [f"port={free_port()}"])
+    value = math.nan if run.failure else run.seconds
+    what = "python -m denoise.demo, launch to a served page"
+    return Row(
+        "start-up", what, value, "s", run.failure, within(value, targets.demo_start_seconds, "s")
+    )

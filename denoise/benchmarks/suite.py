@@ -22,7 +22,7 @@ from denoise.benchmarks.loading import bench_csv, data_figures
 from denoise.benchmarks.machine import machine_rows
 from denoise.benchmarks.memory import predict_memory_rows, training_memory_row
 from denoise.benchmarks.photos import PHOTO_KINDS, photo_rows, whole_photo_rows
-from denoise.benchmarks.startup import startup_rows
+from denoise.benchmarks.startup import demo_start_row, startup_rows
 from denoise.benchmarks.table import Row, markdown
 from denoise.benchmarks.targets import Targets
 from denoise.benchmarks.timing import PRECISIONS
@@ -89,7 +89,7 @@ def run_bench(cfg: DictConfig, targets: Targets) -> list[Row]:
     whole = [float(size) for size in photos.whole_megapixels]
     rows += whole_photo_rows(whole, list(photos.whole_kinds), targets)
     if cfg.startup:
-        rows += startup_rows(targets)
+        rows += [*startup_rows(targets), demo_start_row(targets)]
     return rows
 
 

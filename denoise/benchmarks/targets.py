@@ -29,6 +29,7 @@ class Targets:
     photo_wait_seconds: tuple[tuple[float, float], ...]  # (up to megapixels, seconds), by size
     help_seconds: float
     predict_start_seconds: float
+    demo_start_seconds: float
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Targets:
