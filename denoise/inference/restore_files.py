@@ -1,7 +1,7 @@
 """The work of ``python -m denoise.predict`` (its usage: :mod:`denoise.predict`): plan the
 (input, output) pairs of a file or a folder, check each before the model's work, restore it
-through :class:`~denoise.inference.restorer.PictureRestorer`, write it atomically, and count
-the files that failed."""
+through the Python API's :class:`~denoise.inference.api.Denoiser` (one path for both), write it
+atomically, and count the files that failed."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from denoise.files.images import (
 )
 from denoise.files.outputs import absolute
 from denoise.files.reading import regular_file
+from denoise.inference.api import Denoiser
 from denoise.inference.checkpoints import PRECISIONS, pick_device
 from denoise.inference.restorer import PictureRestorer
 from denoise.inference.shipped import SHIPPED_NAMES, check_self_ensemble
@@ -87,16 +88,19 @@ def predict(cfg: DictConfig) -> list[Path]:
     weights = one_of(cfg, "weights", SHIPPED_NAMES)
     source, target = Path(cfg.input), Path(cfg.output)
     jobs = plan_jobs(source, target)
-    restorer = PictureRestorer(
-        cfg.ckpt_path,
-        weights,
-        cfg.device,
-        cfg.precision,
-        views,
-        {key: cfg[key] for key in TILING_KEYS},
-        cfg.engine,
-        cfg.cache_dir,
+    denoiser = Denoiser(
+        PictureRestorer(
+            cfg.ckpt_path,
+            weights,
+            cfg.device,
+            cfg.precision,
+            views,
+            {key: cfg[key] for key in TILING_KEYS},
+            cfg.engine,
+            cfg.cache_dir,
+        )
     )
+    restorer = denoiser.restorer
     log.info(f"Denoising {absolute(source)} into {absolute(target)} with {restorer.name}")
     folder_mode = source.is_dir()
     written, failed = [], []
@@ -107,7 +111,7 @@ def predict(cfg: DictConfig) -> list[Path]:
                 check_writable(job.target, array)  # before the model's work, not after
                 restorer.check(job.source, array, error=ImageError)
                 started = time.perf_counter()
-                write_image(job.target, restorer.restore(array))
+                write_image(job.target, denoiser.restore_array(array))
             except ImageError as error:
                 if not folder_mode:
                     raise
