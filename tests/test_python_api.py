@@ -28,6 +28,8 @@ from denoise.files.images import read_image
 from denoise.inference import restorer as restorer_module
 from denoise.inference.restore_files import predict
 from denoise.inference.restorer import DEFAULTS, PictureRestorer
+from denoise.runtime import memory
+from denoise.runtime.memory import FreeMemory
 
 DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "python.md"
 
@@ -233,6 +235,14 @@ def test_bad_weights_and_settings_are_value_or_type_errors(tmp_path: Path) -> No
     for weights, settings, kind, says in cases:
         with pytest.raises(kind, match=re.escape(says)):
             Denoiser.from_pretrained(weights, **settings)  # type: ignore[arg-type]
+
+
+def test_a_picture_too_large_for_the_memory_is_refused_with_the_fix(
+    natural: Denoiser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "free_memory", lambda device="cpu": FreeMemory(10**5, "free"))
+    with pytest.raises(ValueError, match=r"^the picture: .*; use a smaller tile_size"):
+        natural(_picture(64, 64))
 
 
 API_RUN = """

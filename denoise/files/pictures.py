@@ -34,6 +34,7 @@ MIN_SIDE = 2  # a pixel is restored from its neighbours; a 1-pixel side is a lay
 INTEGER_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 FLOAT_CHANNELS = (1, 3)
 PIL_NAME = "<PIL image>"  # how pillow_pixels' warnings name an image without a file
+PICTURE_NAME = "the picture"  # how a message names a picture that has no file
 ACCEPTED = (
     "a NumPy array (H×W or H×W×C: uint8, uint16, or float in [0, 1]), a PIL image, "
     "or a torch tensor (C×H×W or N×C×H×W, float in [0, 1])"
@@ -41,7 +42,11 @@ ACCEPTED = (
 
 
 class PictureError(UserError, ValueError):
-    """A picture the API cannot restore: what was wrong, and what is accepted."""
+    """A picture the API cannot restore: what was wrong, and what is accepted (a fix, where
+    given, is part of the message: code reads ``str(error)``)."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(f"{message}; {fix}" if fix else message)
 
 
 def unpack(picture: Picture) -> tuple[list[np.ndarray], Pack[Picture]]:

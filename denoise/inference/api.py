@@ -18,11 +18,12 @@ import numpy as np
 
 from denoise.data.noise import Amount
 from denoise.data.noisy_files import noisy_arrays
-from denoise.files.pictures import Picture, unpack
+from denoise.files.pictures import PICTURE_NAME, Picture, PictureError, unpack
 from denoise.inference.checkpoints import CheckpointError
 from denoise.inference.restorer import DEFAULTS, PictureRestorer
 from denoise.inference.shipped import SHIPPED_NAMES
 from denoise.inference.tiling import TILING_KEYS
+from denoise.runtime.errors import UserError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11
@@ -80,9 +81,16 @@ class Denoiser:
         arrays, pack = unpack(picture)
         return pack([self.restore_array(array) for array in arrays])
 
-    def restore_array(self, array: np.ndarray) -> np.ndarray:
-        """One array as :func:`~denoise.files.images.read_image` returns it (checked there):
-        what ``predict`` restores each file with."""
+    def restore_array(
+        self,
+        array: np.ndarray,
+        name: str | os.PathLike[str] = PICTURE_NAME,
+        error: type[UserError] = PictureError,
+    ) -> np.ndarray:
+        """One array in :func:`~denoise.files.images.read_image`'s layouts, refused first as
+        ``error`` naming ``name`` if its tiles or planes would not fit memory: what ``predict``
+        restores each file with (its name, ImageError)."""
+        self.restorer.check(Path(name), array, error=error)
         return self.restorer.restore(array)
 
     def __repr__(self) -> str:

@@ -100,8 +100,7 @@ def predict(cfg: DictConfig) -> list[Path]:
             cfg.cache_dir,
         )
     )
-    restorer = denoiser.restorer
-    log.info(f"Denoising {absolute(source)} into {absolute(target)} with {restorer.name}")
+    log.info(f"Denoising {absolute(source)} into {absolute(target)} with {denoiser.restorer.name}")
     folder_mode = source.is_dir()
     written, failed = [], []
     with logging_redirect_tqdm():
@@ -109,9 +108,8 @@ def predict(cfg: DictConfig) -> list[Path]:
             try:
                 array = read_image(job.source, max_pixels)
                 check_writable(job.target, array)  # before the model's work, not after
-                restorer.check(job.source, array, error=ImageError)
                 started = time.perf_counter()
-                write_image(job.target, denoiser.restore_array(array))
+                write_image(job.target, denoiser.restore_array(array, job.source, ImageError))
             except ImageError as error:
                 if not folder_mode:
                     raise
