@@ -20,7 +20,7 @@ from PIL import Image
 import denoise
 from denoise.runtime.resolvers import config_groups_help, group_options
 
-COMMANDS = {"add_noise", "bench", "evaluate", "export", "predict", "report", "train"}
+COMMANDS = {"add_noise", "bench", "demo", "evaluate", "export", "predict", "report", "train"}
 SOURCES = ("pyproject.toml", "README.md", "conf", "denoise")
 
 

@@ -16,6 +16,7 @@ from unittest.mock import patch
 
 import imageio.v3 as iio
 import numpy as np
+import PIL
 import pytest
 import torch
 from conftest import command_config, python_module, run_command, save_checkpoint, smooth_images
@@ -300,8 +301,22 @@ MODES: dict[str, tuple[Callable[[Path], np.ndarray], np.ndarray, float]] = {
 }
 
 
+def pillow_reads_its_own(mode: str, name: str, folder: Path) -> bool:
+    """Whether this Pillow reads back a picture of ``mode`` it saved as ``name`` (Pillow 12
+    writes YCbCr TIFFs it then calls truncated; 13 reads them)."""
+    path = folder / f"pillow-{name}"
+    Image.new(mode, (3, 2)).save(path)
+    try:
+        Image.open(path).load()
+    except OSError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_every_pillow_mode_is_read_as_its_pixels(mode: str, tmp_path: Path) -> None:
+    if mode == "YCbCr" and not pillow_reads_its_own(mode, "ycc.tif", tmp_path):
+        pytest.skip(f"Pillow {PIL.__version__} cannot read back the YCbCr TIFF it writes")
     read, expected, tolerance = MODES[mode]
     array = read(tmp_path)
     assert array.dtype == expected.dtype and array.shape == expected.shape, (
