@@ -3,9 +3,9 @@ restoring as ``predict`` does, the scores, and the file to download.
 
 Nothing here is the page's own version of a command's work: pictures are read with
 :func:`~denoise.files.images.read_image` (predict's limits and colour handling), noised with
-``add_noise``'s :func:`~denoise.data.noisy_files.noisy_array` (the same seed draws the same
-noise), restored by :func:`restore` (predict's :class:`PictureRestorer`) and written with
-:func:`~denoise.files.images.write_image`.
+the Python API's :func:`~denoise.inference.api.add_salt_and_pepper` (``add_noise``'s draws
+for the same seed), restored by the API's :class:`~denoise.inference.api.Denoiser` (what
+``predict`` restores each file with) and written with :func:`~denoise.files.images.write_image`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from denoise.data.noisy_files import noisy_array
 from denoise.files.images import (
     check_writable,
     from_unit_float,
@@ -25,8 +24,8 @@ from denoise.files.images import (
     to_unit_float,
     write_image,
 )
+from denoise.inference.api import Denoiser, add_salt_and_pepper
 from denoise.inference.checkpoints import PRECISIONS, pick_device
-from denoise.inference.restorer import PictureRestorer
 from denoise.inference.shipped import SHIPPED_NAMES, check_self_ensemble
 from denoise.inference.tiling import TILING_KEYS
 from denoise.runtime.errors import UserError
@@ -79,33 +78,29 @@ def sample_picture(label: str) -> np.ndarray:
 def noisy(picture: np.ndarray, amount: float, seed: int) -> np.ndarray:
     """The picture with ``add_noise``'s noise (``amount=`` and ``seed=`` as there); no noise
     at 0, where the picture is taken to be noisy already."""
-    return noisy_array(picture, amount, seed=seed) if amount > 0 else picture
+    return add_salt_and_pepper(picture, amount, seed=seed) if amount > 0 else picture
 
 
 @functools.lru_cache(maxsize=4)
-def _restorer(settings: Restoring) -> PictureRestorer:
-    tiling = {key: getattr(settings, key) for key in TILING_KEYS}
-    return PictureRestorer(
-        None,
+def _denoiser(settings: Restoring) -> Denoiser:
+    return Denoiser.from_pretrained(
         settings.weights,
-        settings.device,
-        settings.precision,
-        settings.self_ensemble,
-        tiling,
+        device=settings.device,
+        precision=settings.precision,
+        self_ensemble=settings.self_ensemble,
+        **{key: getattr(settings, key) for key in TILING_KEYS},
     )
 
 
 def restore(picture: np.ndarray, settings: Restoring, name: str = "picture") -> np.ndarray:
     """The restored picture, exactly as ``predict`` restores a file with these settings: the
     page's one way to a model (its models stay loaded between restores)."""
-    restorer = _restorer(settings)
-    restorer.check(Path(name), picture)
-    return restorer.restore(picture)
+    return _denoiser(settings).restore_array(picture, name)
 
 
 def warm_up(settings: Restoring) -> None:
     """Load the models that ``settings`` restores with, before the first restore needs them."""
-    restorer = _restorer(settings)
+    restorer = _denoiser(settings).restorer
     for grey in (True, False):
         restorer.model(grey)
 
