@@ -90,6 +90,17 @@ def test_a_wrong_setting_is_one_line(capsys) -> None:
     assert lines == ["error: precision=fp16: must be one of auto, fp32, bf16"]
 
 
+@pytest.mark.parametrize("port", [0, 65536, 99999])
+def test_a_port_outside_the_range_is_one_line(port: int, capsys) -> None:
+    from denoise.web.page import serve
+
+    lines = user_error(serve, command_config("demo", f"port={port}"), capsys)
+    assert lines == [
+        f"error: port={port}: must be a whole number "
+        + ("of at least 1" if port < 1 else "from 1 to 65535")
+    ]
+
+
 def test_page_noise_is_add_noises(tmp_path: Path) -> None:
     picture = data.astronaut()[:40, :56]
     write_image(tmp_path / "clean.png", picture)

@@ -22,7 +22,7 @@ import gradio as gr
 import numpy as np
 from omegaconf import DictConfig
 
-from denoise.runtime.errors import UserError, error_lines, is_user_error
+from denoise.runtime.errors import SettingError, UserError, error_lines, is_user_error
 from denoise.runtime.settings import whole_number
 from denoise.web.choices import MODELS, OWN_VIEWS, PRECISIONS, SAMPLES, VIEWS, chosen_views
 
@@ -251,9 +251,14 @@ class DemoPage:
         return blocks
 
 
+HIGHEST_PORT = 65535
+
+
 def serve(cfg: DictConfig) -> None:
     """Serve the page and print its address; load the models; serve until Ctrl+C."""
     port = whole_number(cfg, "port")
+    if port > HIGHEST_PORT:
+        raise SettingError(f"port={port}: must be a whole number from 1 to {HIGHEST_PORT}")
     host = str(cfg.host)
     if not is_loopback(host):
         log.warning(
