@@ -29,7 +29,7 @@ NOT_FOR_INFERENCE = (
     "pandas",
     "skimage",
 )
-COMMANDS = ("train", "evaluate", "predict", "export", "report", "bench", "add_noise")
+COMMANDS = ("train", "evaluate", "predict", "export", "report", "bench", "add_noise", "demo")
 NOT_FOR_HELP = ("torch", "lightning", "numpy", "pandas", *NOT_FOR_INFERENCE)
 
 # Import the inference commands, then add noise to an image and denoise it, in one process.
