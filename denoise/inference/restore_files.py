@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -70,6 +70,27 @@ def plan_jobs(source: Path, target: Path) -> list[Job]:
     return jobs
 
 
+def checked_restoring(cfg: DictConfig) -> tuple[dict[str, Any], int | None]:
+    """The restoring settings of a command's config (``weights``, ``self_ensemble``,
+    ``precision``, ``device`` and the tiling keys, named as in ``conf/predict.yaml``), and its
+    ``max_pixels``: each checked before any work, so that a wrong one is one line. What
+    ``predict`` and the demo page both check."""
+    max_pixels = whole_number(cfg, "max_pixels", optional=True)
+    whole_number(cfg, "tile_size", optional=True)
+    whole_number(cfg, "overlap", minimum=0, optional=True)
+    whole_number(cfg, "batch_size", optional=True)
+    one_of(cfg, "precision", PRECISIONS)
+    pick_device(cfg.device)
+    restoring = {
+        "weights": one_of(cfg, "weights", SHIPPED_NAMES),
+        "self_ensemble": check_self_ensemble(cfg),
+        "precision": cfg.precision,
+        "device": cfg.device,
+        **{key: cfg[key] for key in TILING_KEYS},
+    }
+    return restoring, max_pixels
+
+
 def predict(cfg: DictConfig) -> list[Path]:
     """Denoise ``cfg.input`` (a file or a folder) into ``cfg.output``; return the files written.
 
@@ -78,24 +99,17 @@ def predict(cfg: DictConfig) -> list[Path]:
     notices (the files that did work are kept).
     """
     require_settings(cfg, USAGE)
-    max_pixels = whole_number(cfg, "max_pixels", optional=True)
-    whole_number(cfg, "tile_size", optional=True)
-    whole_number(cfg, "overlap", minimum=0, optional=True)
-    whole_number(cfg, "batch_size", optional=True)
-    one_of(cfg, "precision", PRECISIONS)
-    pick_device(cfg.device)
-    views = check_self_ensemble(cfg)
-    weights = one_of(cfg, "weights", SHIPPED_NAMES)
+    restoring, max_pixels = checked_restoring(cfg)
     source, target = Path(cfg.input), Path(cfg.output)
     jobs = plan_jobs(source, target)
     denoiser = Denoiser(
         PictureRestorer(
             cfg.ckpt_path,
-            weights,
-            cfg.device,
-            cfg.precision,
-            views,
-            {key: cfg[key] for key in TILING_KEYS},
+            restoring["weights"],
+            restoring["device"],
+            restoring["precision"],
+            restoring["self_ensemble"],
+            {key: restoring[key] for key in TILING_KEYS},
             cfg.engine,
             cfg.cache_dir,
         )

@@ -25,11 +25,9 @@ from denoise.files.images import (
     write_image,
 )
 from denoise.inference.api import Denoiser, add_salt_and_pepper
-from denoise.inference.checkpoints import PRECISIONS, pick_device
-from denoise.inference.shipped import SHIPPED_NAMES, check_self_ensemble
+from denoise.inference.restore_files import checked_restoring
 from denoise.inference.tiling import TILING_KEYS
 from denoise.runtime.errors import UserError
-from denoise.runtime.settings import one_of, whole_number
 from denoise.web.choices import SAMPLES
 
 
@@ -48,22 +46,10 @@ class Restoring:
 
 
 def checked_settings(cfg: DictConfig) -> tuple[Restoring, int | None]:
-    """The restoring settings and ``max_pixels`` of the demo's config, each checked with the
-    checks ``predict`` makes, so that a wrong one is one line, not a failing page."""
-    max_pixels = whole_number(cfg, "max_pixels", optional=True)
-    whole_number(cfg, "tile_size", optional=True)
-    whole_number(cfg, "overlap", minimum=0, optional=True)
-    whole_number(cfg, "batch_size", optional=True)
-    one_of(cfg, "precision", PRECISIONS)
-    pick_device(cfg.device)
-    restoring = Restoring(
-        weights=one_of(cfg, "weights", SHIPPED_NAMES),
-        self_ensemble=check_self_ensemble(cfg),
-        precision=cfg.precision,
-        device=cfg.device,
-        **{key: cfg[key] for key in TILING_KEYS},
-    )
-    return restoring, max_pixels
+    """The restoring settings and ``max_pixels`` of the demo's config, checked as ``predict``
+    checks its own, so that a wrong one is one line, not a failing page."""
+    restoring, max_pixels = checked_restoring(cfg)
+    return Restoring(**restoring), max_pixels
 
 
 def sample_picture(label: str) -> np.ndarray:
