@@ -234,42 +234,32 @@ def world(tmp_path_factory) -> World:
     return World(root=root, runs={})
 
 
-def tiny_run(world: World) -> Path:
-    """A finished run of the default command on the tiny CSV, made once."""
-    if "default" not in world.runs:
-        run_dir = world.root / "outputs" / "runs" / "default"
+def trained(world: World, name: str, *settings: str, sweep: bool = False) -> Path:
+    """The folder of a finished short training (a sweep, with ``sweep``) on the tiny CSV, with
+    ``settings``: made once per ``name``."""
+    if name not in world.runs:
+        folder = world.root / "outputs" / ("multirun" if sweep else "runs") / name
         command = [
-            sys.executable,
-            "-m",
-            "denoise.train",
+            *(sys.executable, "-m", "denoise.train", *(["-m"] if sweep else [])),
             f"data.csv_path={world.fer_csv}",
-            f"hydra.run.dir={run_dir}",
+            f"hydra.{'sweep' if sweep else 'run'}.dir={folder}",
+            *settings,
             *TRAIN_SHORT,
         ]
         finished = run_command(command, world.root)
         assert finished.returncode == 0, finished.stderr[-3000:]
-        world.runs["default"] = run_dir
-    return world.runs["default"]
+        world.runs[name] = folder
+    return world.runs[name]
+
+
+def tiny_run(world: World) -> Path:
+    """A finished run of the default command."""
+    return trained(world, "default")
 
 
 def tiny_sweep(world: World) -> Path:
-    """A finished two-job sweep of the default command, made once."""
-    if "sweep" not in world.runs:
-        sweep_dir = world.root / "outputs" / "multirun" / "sweep"
-        command = [
-            sys.executable,
-            "-m",
-            "denoise.train",
-            "-m",
-            f"data.csv_path={world.fer_csv}",
-            "data.noise.amount=0.1,0.3",
-            f"hydra.sweep.dir={sweep_dir}",
-            *TRAIN_SHORT,
-        ]
-        finished = run_command(command, world.root)
-        assert finished.returncode == 0, finished.stderr[-3000:]
-        world.runs["sweep"] = sweep_dir
-    return world.runs["sweep"]
+    """A finished two-job sweep of the default command."""
+    return trained(world, "sweep", "data.noise.amount=0.1,0.3", sweep=True)
 
 
 # Paths the docs name, and the tiny stand-in each becomes (applied in this order).
@@ -436,16 +426,7 @@ def test_the_command_runs_as_shown(command: str, world: World) -> None:
     if words[0] == "mlflow":
         # MLflow's server needs SQLAlchemy 2, the Optuna sweeper 1.4 (the page says to run it
         # from an environment of its own): the store it is pointed at is read by MLflow here.
-        run_dir = world.root / "outputs" / "runs" / "mlflow"
-        trained = run_command(
-            [
-                sys.executable,
-                *("-m", "denoise.train", "logger=mlflow", f"data.csv_path={world.fer_csv}"),
-                *(f"hydra.run.dir={run_dir}", *TRAIN_SHORT),
-            ],
-            world.root,
-        )
-        assert trained.returncode == 0, trained.stderr[-3000:]
+        run_dir = trained(world, "mlflow", "logger=mlflow")
         store = re.sub(
             r"outputs/runs/…", str(run_dir), words[words.index("--backend-store-uri") + 1]
         )
